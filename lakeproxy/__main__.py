@@ -1,0 +1,3 @@
+from lakeproxy.cli import main
+
+main()

@@ -1,0 +1,462 @@
+"""A block store in a directory of the local file system.
+
+Objects are plain files under the store's root. Writes go to a temporary file in
+`<root>/.tmp`, are fsynced and renamed into place, so a reader sees a whole object or
+nothing. Multipart uploads keep their parts in `<root>/.uploads/<upload id>/<part number>`.
+Every path is validated and resolved before use: nothing outside the root is ever read,
+written or listed, whatever the path string or the symlinks inside the root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import re
+import secrets
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from lakeproxy.blockstore import (
+    check_part_number,
+    check_parts,
+    check_path,
+    check_prefix,
+    check_range,
+)
+from lakeproxy.blockstore.base import BlockStat, PartInfo
+from lakeproxy.errors import InvalidArgument, ObjectNotFound, StorageError, UploadNotFound
+
+CHUNK_SIZE = 1 << 20
+"""Size of the chunks `get` yields, and of the write batches of `put`."""
+
+_TMP = ".tmp"
+_UPLOADS = ".uploads"
+_TARGET = "target"  # file of an upload folder: the path the upload ends up at
+_RESERVED = frozenset({_TMP, _UPLOADS})
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+# Errors saying that a copy_file_range cannot be used between these files: fall back to read/write.
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM})
+
+T = TypeVar("T")
+
+
+async def _in_thread(
+    fn: Callable[..., T], *args: object, undo: Callable[[T], object] | None = None
+) -> T:
+    """Run `fn` in a worker thread; when cancelled, wait for the thread before raising.
+
+    A cancelled `asyncio.to_thread` leaves its thread running. Waiting for it means the
+    caller's cleanup (closing a descriptor, removing a temporary file) never races a
+    read or write still in flight on the same descriptor. `undo` releases what `fn`
+    returned (a descriptor, a file) when the caller is cancelled and never sees it.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        if undo is not None and not future.cancelled() and future.exception() is None:
+            undo(future.result())
+        raise
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def _append_file(fd: int, source: str) -> int:
+    """Append the whole file at `source` to the file open at `fd`; returns the bytes copied."""
+    copied = 0
+    with open(source, "rb") as src:
+        if hasattr(os, "copy_file_range"):
+            try:
+                while n := os.copy_file_range(src.fileno(), fd, 1 << 30):
+                    copied += n
+                return copied
+            except OSError as e:
+                if e.errno not in _NO_COPY_RANGE or copied:
+                    raise
+        while data := src.read(CHUNK_SIZE):
+            _write_all(fd, [data])
+            copied += len(data)
+    return copied
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _close_first(opened: tuple[int, object]) -> None:
+    os.close(opened[0])
+
+
+def _discard_temp(opened: tuple[int, str]) -> None:
+    os.close(opened[0])
+    _unlink_quietly(opened[1])
+
+
+class LocalBlockStore:
+    """Objects as files under `root`; `namespace` is the name the store was opened with."""
+
+    def __init__(self, root: Path, namespace: str) -> None:
+        self.namespace = namespace
+        self.root = Path(os.path.abspath(root))
+
+    # -- paths -------------------------------------------------------------------------
+
+    def _real_root(self) -> str:
+        return os.path.realpath(self.root)
+
+    def _inside(self, segments: Sequence[str], shown: str) -> str:
+        """The real path of `segments`, which must lie strictly inside the real root."""
+        root = self._real_root()
+        real = os.path.realpath(os.path.join(root, *segments))
+        if not real.startswith(root + os.sep):
+            raise InvalidArgument(f"{shown!r} resolves outside the block store", path=shown)
+        return real
+
+    def _resolve(self, path: str) -> str:
+        segments = check_path(path)
+        if segments[0] in _RESERVED:
+            raise InvalidArgument(f"block path {path!r} uses a reserved name", path=path)
+        return self._inside(segments, path)
+
+    def _upload_dir(self, path: str, upload_id: str) -> str:
+        """The folder of an upload that exists and ends up at `path`, else UploadNotFound."""
+        self._resolve(path)
+        folder = os.path.join(self._real_root(), _UPLOADS, upload_id)
+        try:
+            if _UPLOAD_ID.fullmatch(upload_id) is None:
+                raise FileNotFoundError(upload_id)
+            with open(os.path.join(folder, _TARGET), encoding="utf-8") as f:
+                if f.read() != path:
+                    raise FileNotFoundError(upload_id)
+        except (FileNotFoundError, NotADirectoryError):
+            raise UploadNotFound(
+                f"no multipart upload {upload_id!r} for {path!r}", path=path, upload_id=upload_id
+            ) from None
+        return folder
+
+    def local_path(self, path: str) -> str | None:
+        """The absolute path of the object's file (it may not exist).
+
+        Raises:
+            InvalidArgument: for a path that is malformed or resolves outside the store.
+        """
+        return self._resolve(path)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _open_temp(self) -> tuple[int, str]:
+        folder = os.path.join(self._real_root(), _TMP)
+        os.makedirs(folder, exist_ok=True)
+        return tempfile.mkstemp(dir=folder, prefix="put-")
+
+    def _make_parents(self, target: str) -> None:
+        """Create the missing folders above `target`, each durably (fsync of its parent)."""
+        root = self._real_root()
+        missing: list[str] = []
+        folder = os.path.dirname(target)
+        while len(folder) > len(root) and not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        for folder in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder)
+            _fsync_dir(os.path.dirname(folder))
+
+    def _place(self, tmp: str, target: str, make_parents: bool) -> None:
+        if make_parents:
+            self._make_parents(target)
+        os.replace(tmp, target)
+        _fsync_dir(os.path.dirname(target))
+
+    async def _atomic(
+        self, target: str, fill: Callable[[int], Awaitable[int]], *, make_parents: bool = True
+    ) -> int:
+        """Let `fill` write a temporary file, then fsync it and rename it to `target`."""
+        fd, tmp = await _in_thread(self._open_temp, undo=_discard_temp)
+        try:
+            try:
+                size = await fill(fd)
+                await _in_thread(os.fsync, fd)
+            finally:
+                os.close(fd)
+            await _in_thread(self._place, tmp, target, make_parents)
+            return size
+        except BaseException:
+            # Shielded: a second cancellation must not leave the temporary file behind.
+            await asyncio.shield(asyncio.to_thread(_unlink_quietly, tmp))
+            raise
+
+    @staticmethod
+    async def _stream_to(fd: int, chunks: AsyncIterable[bytes]) -> int:
+        """Write `chunks` to `fd`, one thread hop per MiB or so; returns the size."""
+        size, batch, batched = 0, [], 0
+        async for chunk in chunks:
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= CHUNK_SIZE:
+                await _in_thread(_write_all, fd, batch)
+                size, batch, batched = size + batched, [], 0
+        await _in_thread(_write_all, fd, batch)
+        return size + batched
+
+    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the concatenation of `chunks` at `path`, atomically and durably.
+
+        Returns:
+            The size of the object.
+
+        Raises:
+            InvalidArgument: for a malformed path, one that resolves outside the store, or
+                one that collides with an existing folder or file.
+            StorageError: when the file system fails.
+        """
+        with _os_errors("put", path):
+            target = await _in_thread(self._resolve, path)
+            return await self._atomic(target, lambda fd: self._stream_to(fd, chunks))
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _open_read(self, path: str) -> tuple[int, int]:
+        real = self._resolve(path)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"no object at {path!r}", path=path) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise ObjectNotFound(f"no object at {path!r}", path=path)
+        return fd, info.st_size
+
+    async def get(
+        self, path: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes [`start`, `end`) of the object in chunks of about 1 MiB.
+
+        An `end` past the size is clamped to it; a `start` at or past it yields nothing.
+
+        Raises:
+            ObjectNotFound: when there is no object at `path`.
+            InvalidArgument: for a malformed path or range.
+        """
+        check_range(start, end)
+        with _os_errors("get", path):
+            fd, size = await _in_thread(self._open_read, path, undo=_close_first)
+        try:
+            stop = size if end is None else min(end, size)
+            while start < stop:
+                with _os_errors("get", path):
+                    data = await _in_thread(os.pread, fd, min(CHUNK_SIZE, stop - start), start)
+                if not data:
+                    break
+                start += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    def _stat(self, path: str) -> BlockStat | None:
+        try:
+            info = os.stat(self._resolve(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return BlockStat(path, info.st_size) if stat.S_ISREG(info.st_mode) else None
+
+    async def stat(self, path: str) -> BlockStat | None:
+        """Size of the object at `path`, or None if there is none."""
+        with _os_errors("stat", path):
+            return await _in_thread(self._stat, path)
+
+    def _delete(self, path: str) -> None:
+        # Empty folders are kept: removing them could race a put creating a file inside.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            os.unlink(self._resolve(path))
+
+    async def delete(self, path: str) -> None:
+        """Delete the object; deleting a missing object is not an error."""
+        with _os_errors("delete", path):
+            await _in_thread(self._delete, path)
+
+    # -- multipart ---------------------------------------------------------------------
+
+    def _create_upload(self, path: str) -> str:
+        self._resolve(path)
+        root = self._real_root()
+        upload_id = secrets.token_hex(16)
+        os.makedirs(os.path.join(root, _UPLOADS), exist_ok=True)
+        os.makedirs(os.path.join(root, _TMP), exist_ok=True)
+        staging = tempfile.mkdtemp(dir=os.path.join(root, _TMP), prefix="upload-")
+        try:
+            with open(os.path.join(staging, _TARGET), "w", encoding="utf-8") as f:
+                f.write(path)
+                f.flush()
+                os.fsync(f.fileno())
+            # The folder appears with its target file, or not at all.
+            os.rename(staging, os.path.join(root, _UPLOADS, upload_id))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_dir(os.path.join(root, _UPLOADS))
+        return upload_id
+
+    async def create_multipart(self, path: str) -> str:
+        """Start a multipart upload that will end up at `path`; returns its upload id."""
+        with _os_errors("create multipart upload", path):
+            return await _in_thread(self._create_upload, path)
+
+    async def put_part(
+        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
+    ) -> PartInfo:
+        """Store one part (1..10000) of an upload, atomically; storing it again replaces it.
+
+        Raises:
+            UploadNotFound: for an unknown upload id, or one started for another path.
+            InvalidArgument: for a part number out of range.
+        """
+        check_part_number(part_number)
+        folder = await _in_thread(self._upload_dir, path, upload_id)
+        part = os.path.join(folder, str(part_number))
+        try:
+            with _os_errors("put part", path):
+                size = await self._atomic(
+                    part, lambda fd: self._stream_to(fd, chunks), make_parents=False
+                )
+        except StorageError as e:
+            if isinstance(e.__cause__, FileNotFoundError):  # aborted while we were writing
+                raise UploadNotFound(f"multipart upload {upload_id!r} was aborted") from None
+            raise
+        return PartInfo(part_number, size)
+
+    @staticmethod
+    def _part_files(folder: str, parts: Sequence[int]) -> Sequence[str]:
+        files = [os.path.join(folder, str(number)) for number in parts]
+        for number, file in zip(parts, files, strict=True):
+            if not os.path.isfile(file):
+                raise InvalidArgument(f"part {number} was not uploaded", part_number=number)
+        return files
+
+    @staticmethod
+    async def _join_to(fd: int, files: Sequence[str]) -> int:
+        return sum([await _in_thread(_append_file, fd, file) for file in files])
+
+    async def complete_multipart(self, path: str, upload_id: str, parts: Sequence[int]) -> int:
+        """Join the given parts, in ascending order, into the object at `path`.
+
+        The upload folder is removed once the object is in place.
+
+        Returns:
+            The size of the object.
+
+        Raises:
+            UploadNotFound: for an unknown upload id.
+            InvalidArgument: for a missing part, or parts not in strictly ascending order.
+        """
+        check_parts(parts)
+        with _os_errors("complete multipart upload", path):
+            folder = await _in_thread(self._upload_dir, path, upload_id)
+            files = await _in_thread(self._part_files, folder, parts)
+            target = await _in_thread(self._resolve, path)
+            size = await self._atomic(target, lambda fd: self._join_to(fd, files))
+            await _in_thread(shutil.rmtree, folder, True)
+            return size
+
+    def _abort(self, path: str, upload_id: str) -> None:
+        with contextlib.suppress(UploadNotFound):
+            shutil.rmtree(self._upload_dir(path, upload_id), ignore_errors=True)
+
+    async def abort_multipart(self, path: str, upload_id: str) -> None:
+        """Discard an upload and its parts; aborting an unknown upload is not an error."""
+        with _os_errors("abort multipart upload", path):
+            await _in_thread(self._abort, path, upload_id)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    # -- listing (last: the method named `list` shadows the builtin in this class body) --
+
+    def _scan(self, folder: str, base: str, leaf: str) -> list[tuple[str, bool, int]]:
+        """Entries of one folder as (path, is folder, size), in the order of their paths.
+
+        Symlinks are skipped: the store never creates them, and following one could leave
+        the root. Folders sort as `name/`, which makes a depth-first walk yield every path
+        in plain string order.
+        """
+        at_root = not base
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found: list[tuple[str, bool, int]] = []
+        for entry in entries:
+            if not entry.name.startswith(leaf) or (at_root and entry.name in _RESERVED):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                found.append((base + entry.name + "/", True, 0))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((base + entry.name, False, entry.stat(follow_symlinks=False).st_size))
+        found.sort()
+        return found
+
+    def _list_start(self, folders: Sequence[str], prefix: str) -> str:
+        return self._inside(folders, prefix) if folders else self._real_root()
+
+    async def list(self, prefix: str = "") -> AsyncIterator[BlockStat]:
+        """Yield every object whose path starts with `prefix`, in path order.
+
+        Raises:
+            InvalidArgument: for a malformed prefix.
+        """
+        folders, leaf = check_prefix(prefix)
+        if folders and folders[0] in _RESERVED:
+            return
+        with _os_errors("list", prefix):
+            start = await _in_thread(self._list_start, folders, prefix)
+            base = "".join(folder + "/" for folder in folders)
+            stack = [iter(await _in_thread(self._scan, start, base, leaf))]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+            elif item[1]:
+                folder = os.path.join(start, item[0][len(base) :])
+                with _os_errors("list", prefix):
+                    stack.append(iter(await _in_thread(self._scan, folder, item[0], "")))
+            else:
+                yield BlockStat(item[0], item[2])
+
+
+@contextlib.contextmanager
+def _os_errors(operation: str, path: str) -> Iterator[None]:
+    """Turn file system errors into InvalidArgument (path collisions) or StorageError."""
+    try:
+        yield
+    except (NotADirectoryError, IsADirectoryError, FileExistsError) as e:
+        raise InvalidArgument(
+            f"{operation} {path!r}: the path collides with an existing file or folder", path=path
+        ) from e
+    except OSError as e:
+        raise StorageError(
+            f"local block store: {operation} {path!r} failed: {e.strerror or e}", path=path
+        ) from e

@@ -1,0 +1,1 @@
+"""Committed data: immutable, content-addressed trees of ranges (the metaranges)."""

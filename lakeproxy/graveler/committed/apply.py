@@ -1,0 +1,144 @@
+"""Applying a sorted stream of changes to a tree, rewriting only the ranges they touch."""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_left
+from collections.abc import AsyncIterator
+
+from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
+from lakeproxy.graveler.committed.writer import DEFAULT_SHAPE, Shape, TreeWriter
+from lakeproxy.graveler.model import IDENTITY_BYTES
+
+# A change is (key, encoded entry) or (key, None) for a removal.
+ChangeBatch = tuple[list[bytes], list[bytes | None]]
+
+_FLUSH_BYTES = 4 * 1024 * 1024
+_YIELD_EVERY = 4096
+
+
+class ChangeStream:
+    """Batches of sorted changes, consumed with a cursor; refilled asynchronously."""
+
+    def __init__(self, batches: AsyncIterator[ChangeBatch]) -> None:
+        self._batches = batches
+        self.keys: list[bytes] = []
+        self.values: list[bytes | None] = []
+        self.pos = 0
+        self.count = 0
+        self._done = False
+
+    @classmethod
+    def from_lists(cls, keys: list[bytes], values: list[bytes | None]) -> ChangeStream:
+        async def one() -> AsyncIterator[ChangeBatch]:
+            yield keys, values
+
+        return cls(one())
+
+    async def fill(self) -> bool:
+        """Make the cursor point at a change; False once every change was consumed."""
+        while self.pos >= len(self.keys):
+            if self._done:
+                return False
+            try:
+                self.keys, self.values = await anext(self._batches)
+            except StopAsyncIteration:
+                self._done = True
+                self.keys, self.values = [], []
+                return False
+            self.pos = 0
+        return True
+
+
+class _Applier:
+    def __init__(self, trees: TreeStore, changes: ChangeStream, writer: TreeWriter) -> None:
+        self.trees = trees
+        self.changes = changes
+        self.writer = writer
+        self.since_yield = 0
+
+    async def walk(self, ref: NodeRef, rightmost: bool) -> None:
+        changes = self.changes
+        has_changes = await changes.fill() and (
+            rightmost or changes.keys[changes.pos] <= ref.last
+        )
+        if not has_changes and self.writer.clean_through(ref.level):
+            if ref.count:
+                self.writer.add_ref(ref)
+            return
+        if ref.count == 0:
+            await self.merge_leaf(Leaf([], []), None)
+            return
+        node = await self.trees.load(ref.id)
+        if isinstance(node, Index):
+            last = len(node.refs) - 1
+            for i, child in enumerate(node.refs):
+                await self.walk(child, rightmost and i == last)
+        else:
+            await self.merge_leaf(node, None if rightmost else ref.last)
+        if self.writer.pending_bytes >= _FLUSH_BYTES:
+            await self.trees.write(self.writer.take_pending())
+
+    async def merge_leaf(self, leaf: Leaf, bound: bytes | None) -> None:
+        """Merge the changes up to `bound` (all remaining when None) into one range."""
+        keys, vals = leaf.keys, leaf.values
+        n = len(keys)
+        i = 0
+        writer, changes = self.writer, self.changes
+        while await changes.fill():
+            ckeys, cvals = changes.keys, changes.values
+            pos, end = changes.pos, len(ckeys)
+            stop = False
+            while pos < end:
+                ck = ckeys[pos]
+                if bound is not None and ck > bound:
+                    stop = True
+                    break
+                if i < n:
+                    j = bisect_left(keys, ck, i)
+                    if j > i:
+                        writer.add_many(keys, vals, i, j)
+                        i = j
+                cv = cvals[pos]
+                if i < n and keys[i] == ck:
+                    old = vals[i]
+                    i += 1
+                    if cv is not None:
+                        # Same identity: keep the committed entry, it is no change.
+                        same = old[:IDENTITY_BYTES] == cv[:IDENTITY_BYTES]
+                        writer.add(ck, old if same else cv)
+                elif cv is not None:
+                    writer.add(ck, cv)
+                pos += 1
+            changes.count += pos - changes.pos
+            self.since_yield += pos - changes.pos
+            changes.pos = pos
+            if self.since_yield >= _YIELD_EVERY:
+                self.since_yield = 0
+                await asyncio.sleep(0)
+            if stop:
+                break
+        if i < n:
+            writer.add_many(keys, vals, i, n)
+
+
+async def apply_changes(
+    trees: TreeStore,
+    base: NodeRef,
+    changes: ChangeStream,
+    shape: Shape = DEFAULT_SHAPE,
+) -> tuple[NodeRef, TreeWriter]:
+    """Apply sorted `changes` to the tree at `base` and store the new nodes.
+
+    Nodes whose key span holds no change are taken whole, so the work and the bytes written
+    are proportional to the number of changes, not to the size of the tree.
+
+    Returns:
+        The root of the new tree and the writer (for its statistics).
+    """
+    writer = TreeWriter(shape)
+    applier = _Applier(trees, changes, writer)
+    await applier.walk(base, rightmost=True)
+    root = writer.finish()
+    await trees.write(writer.take_pending())
+    return root, writer

@@ -1,0 +1,96 @@
+"""Diff of two trees, skipping every subtree whose id is equal on both sides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from lakeproxy.graveler.committed.cursor import TreeCursor
+from lakeproxy.graveler.committed.tree import NodeRef, TreeStore
+from lakeproxy.graveler.model import IDENTITY_BYTES
+
+# (key, left entry or None, right entry or None), entries encoded.
+RawChange = tuple[bytes, bytes | None, bytes | None]
+
+
+async def diff_trees(
+    trees: TreeStore,
+    left: NodeRef,
+    right: NodeRef,
+    *,
+    start: bytes = b"",
+    stop: bytes | None = None,
+) -> AsyncIterator[RawChange]:
+    """Yield every key whose entry differs between `left` and `right`, in key order.
+
+    Entries with the same identity are equal even when stored at different addresses.
+    Only keys in [`start`, `stop`) are considered. Work is proportional to the number of
+    differing ranges: subtrees with the same id on both sides are never read.
+    """
+    async for change in _diff(trees, left, right, start, stop):
+        if stop is not None and change[0] >= stop:
+            return
+        yield change
+
+
+async def _diff(
+    trees: TreeStore, left: NodeRef, right: NodeRef, start: bytes, stop: bytes | None
+) -> AsyncIterator[RawChange]:
+    if left.id == right.id:
+        return
+    a, b = TreeCursor(trees, left), TreeCursor(trees, right)
+    if start:
+        await a.seek(start)
+        await b.seek(start)
+    while not (a.done and b.done):
+        if a.done or b.done:
+            cur = b if a.done else a
+            if stop is not None and cur.key >= stop:
+                return
+            if cur.node is not None:
+                await cur.descend()
+                continue
+            key, value = cur.key, cur.value
+            added = cur is b
+            cur.next()
+            yield (key, None, value) if added else (key, value, None)
+            continue
+        ka, kb = a.key, b.key
+        if stop is not None and ka >= stop and kb >= stop:
+            return
+        na, nb = a.node, b.node
+        if na is not None and nb is not None:
+            if na.id == nb.id:
+                a.next()
+                b.next()
+            elif na.last < nb.first:
+                await a.descend()
+            elif nb.last < na.first:
+                await b.descend()
+            elif na.level >= nb.level:
+                await a.descend()
+            else:
+                await b.descend()
+        elif na is not None:
+            if kb < na.first:
+                yield kb, None, b.value
+                b.next()
+            else:
+                await a.descend()
+        elif nb is not None:
+            if ka < nb.first:
+                yield ka, a.value, None
+                a.next()
+            else:
+                await b.descend()
+        elif ka < kb:
+            yield ka, a.value, None
+            a.next()
+        elif kb < ka:
+            yield kb, None, b.value
+            b.next()
+        else:
+            va, vb = a.value, b.value
+            if va[:IDENTITY_BYTES] != vb[:IDENTITY_BYTES]:
+                yield ka, va, vb
+            a.next()
+            b.next()

@@ -1,0 +1,77 @@
+"""Three-way merge of trees: the changes from base to source, applied onto destination."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from lakeproxy.errors import MergeConflict
+from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
+from lakeproxy.graveler.committed.diff import RawChange, diff_trees
+from lakeproxy.graveler.committed.tree import NodeRef, TreeStore
+from lakeproxy.graveler.committed.writer import TreeWriter
+from lakeproxy.graveler.model import IDENTITY_BYTES, MergeStrategy
+
+
+def _same(a: bytes | None, b: bytes | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a[:IDENTITY_BYTES] == b[:IDENTITY_BYTES]
+
+
+async def _next(it: AsyncIterator[RawChange]) -> RawChange | None:
+    return await anext(it, None)
+
+
+async def merge_trees(
+    trees: TreeStore,
+    base: NodeRef,
+    source: NodeRef,
+    dest: NodeRef,
+    strategy: MergeStrategy,
+) -> tuple[NodeRef, TreeWriter | None]:
+    """Merge `source` into `dest` relative to their common ancestor `base`.
+
+    A key changed on one side only takes that side's value. A key changed on both sides to the
+    same identity is no conflict. A key changed differently on both sides (including a change
+    on one side and a removal on the other) is a conflict: with MergeStrategy.FAIL every such
+    key is collected and MergeConflict is raised before anything is written; SOURCE_WINS takes
+    the source's value and DEST_WINS keeps the destination's.
+
+    Returns:
+        The merged tree's root and the writer that built it (None when nothing was written).
+    """
+    src_changes = diff_trees(trees, base, source)
+    dst_changes = diff_trees(trees, base, dest)
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    conflicts: list[str] = []
+    s = await _next(src_changes)
+    d = await _next(dst_changes)
+    while s is not None:
+        if d is not None and d[0] < s[0]:
+            d = await _next(dst_changes)
+            continue
+        key, _, src_value = s
+        if d is not None and d[0] == key:
+            if not _same(src_value, d[2]):
+                if strategy is MergeStrategy.SOURCE_WINS:
+                    keys.append(key)
+                    values.append(src_value)
+                elif strategy is MergeStrategy.FAIL:
+                    conflicts.append(key.decode("utf-8"))
+            d = await _next(dst_changes)
+        else:
+            keys.append(key)
+            values.append(src_value)
+        s = await _next(src_changes)
+    if conflicts:
+        raise MergeConflict(
+            f"merge found {len(conflicts)} conflicting key(s) changed on both sides: "
+            + ", ".join(conflicts[:20])
+            + (" ..." if len(conflicts) > 20 else "")
+            + "; resolve them on one side, or merge with strategy source-wins or dest-wins",
+            conflicts,
+        )
+    if not keys:
+        return dest, None
+    return await apply_changes(trees, dest, ChangeStream.from_lists(keys, values))

@@ -1,0 +1,194 @@
+"""Nodes of a metarange tree, their encoding, and the cache-backed store that holds them.
+
+A snapshot is a tree. Level-0 nodes are *ranges*: sorted runs of (key, entry) pairs. Nodes of
+level L >= 1 are *index ranges*: sorted lists of references to level L-1 nodes, each carrying
+the child's id, first and last key, entry count and byte size. The root of the tree is the
+snapshot's metarange. Every node is msgpack-encoded and identified by the xxh3-128 of its bytes,
+so identical nodes are stored once and shared by every commit that contains them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import msgpack
+import xxhash
+
+from lakeproxy.errors import StorageError
+from lakeproxy.metastore.base import MetadataStore
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """A reference to a stored node: enough to skip it without reading it."""
+
+    id: bytes
+    first: bytes
+    last: bytes
+    count: int
+    nbytes: int
+    level: int
+
+    @property
+    def hex(self) -> str:
+        return self.id.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A decoded range: parallel sorted lists of keys and encoded entries."""
+
+    keys: list[bytes]
+    values: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A decoded index range: references to the nodes one level down."""
+
+    level: int
+    refs: list[NodeRef]
+    lasts: list[bytes]
+
+
+Node = Leaf | Index
+
+
+def encode_leaf(keys: list[bytes], values: list[bytes]) -> bytes:
+    return msgpack.packb([0, keys, values])
+
+
+def encode_index(level: int, refs: list[NodeRef]) -> bytes:
+    return msgpack.packb(
+        [level, [[r.id, r.first, r.last, r.count, r.nbytes] for r in refs]]
+    )
+
+
+def node_id(raw: bytes) -> bytes:
+    return xxhash.xxh3_128_digest(raw)
+
+
+def decode_node(raw: bytes) -> Node:
+    level, *rest = msgpack.unpackb(raw)
+    if level == 0:
+        keys, values = rest
+        return Leaf(keys, values)
+    refs = [NodeRef(i, f, la, c, b, level - 1) for i, f, la, c, b in rest[0]]
+    return Index(level, refs, [r.last for r in refs])
+
+
+EMPTY_LEAF_RAW = encode_leaf([], [])
+EMPTY_ROOT = NodeRef(node_id(EMPTY_LEAF_RAW), b"", b"", 0, len(EMPTY_LEAF_RAW), 0)
+
+
+def ref_of_root(root_id: bytes, raw: bytes) -> NodeRef:
+    """Rebuild the reference of a root node from its bytes (commits store only the id)."""
+    node = decode_node(raw)
+    if isinstance(node, Leaf):
+        if not node.keys:
+            return EMPTY_ROOT
+        return NodeRef(root_id, node.keys[0], node.keys[-1], len(node.keys), len(raw), 0)
+    return NodeRef(
+        root_id,
+        node.refs[0].first,
+        node.refs[-1].last,
+        sum(r.count for r in node.refs),
+        len(raw) + sum(r.nbytes for r in node.refs),
+        node.level,
+    )
+
+
+class NodeCache:
+    """An LRU of decoded nodes, bounded by their encoded size.
+
+    Always safe: nodes are immutable and named by their content.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[bytes, tuple[Node, int]] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: bytes) -> Node | None:
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return item[0]
+
+    def put(self, key: bytes, node: Node, size: int) -> None:
+        if size > self.max_bytes or key in self._items:
+            return
+        self._items[key] = (node, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._bytes -= evicted
+
+
+class TreeStore:
+    """Reads and writes the nodes of one repository's trees.
+
+    Args:
+        store: the metadata store holding the nodes.
+        partition: the repository's node partition.
+        cache: a node cache, shared between repositories (ids are content hashes).
+    """
+
+    def __init__(self, store: MetadataStore, partition: str, cache: NodeCache) -> None:
+        self.store = store
+        self.partition = partition
+        self.cache = cache
+
+    async def load(self, ref_id: bytes) -> Node:
+        """Return the decoded node; raises StorageError if a referenced node is missing."""
+        node = self.cache.get(ref_id)
+        if node is not None:
+            return node
+        raw = await self.store.get(self.partition, ref_id)
+        if raw is None:
+            if ref_id == EMPTY_ROOT.id:
+                raw = EMPTY_LEAF_RAW
+            else:
+                raise StorageError(f"metadata is missing range {ref_id.hex()}")
+        node = decode_node(raw)
+        self.cache.put(ref_id, node, len(raw))
+        return node
+
+    async def root(self, metarange_id: str) -> NodeRef:
+        """The reference of a snapshot's root, from the metarange id stored in a commit."""
+        root_id = bytes.fromhex(metarange_id)
+        if root_id == EMPTY_ROOT.id:
+            return EMPTY_ROOT
+        raw = await self.store.get(self.partition, root_id)
+        if raw is None:
+            raise StorageError(f"metadata is missing metarange {metarange_id}")
+        self.cache.put(root_id, decode_node(raw), len(raw))
+        return ref_of_root(root_id, raw)
+
+    async def write(self, nodes: list[tuple[bytes, bytes]]) -> None:
+        """Store encoded nodes (idempotent: a node with the same id has the same bytes)."""
+        if nodes:
+            await self.store.put_many(self.partition, nodes)
+
+    async def lookup(self, root: NodeRef, key: bytes) -> bytes | None:
+        """The encoded entry at `key` in the snapshot, or None."""
+        if root.count == 0:
+            return None
+        node = await self.load(root.id)
+        while isinstance(node, Index):
+            pos = bisect_left(node.lasts, key)
+            if pos == len(node.refs) or node.refs[pos].first > key:
+                return None
+            node = await self.load(node.refs[pos].id)
+        pos = bisect_left(node.keys, key)
+        if pos < len(node.keys) and node.keys[pos] == key:
+            return node.values[pos]
+        return None
+

@@ -1,0 +1,160 @@
+"""Building trees with content-defined boundaries.
+
+A range ends after a key whose 64-bit xxh3 hash matches a mask (within minimum and maximum
+sizes), and an index range ends after a child whose last key's hash, seeded by the level,
+matches another mask. Boundaries therefore depend on the keys near them only: inserting or
+deleting a key rewrites one range and the index ranges above it, never the ranges after it,
+so a commit costs O(changes), and unchanged stretches keep their ids across commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xxhash import xxh3_64_intdigest
+
+from lakeproxy.graveler.committed.tree import (
+    EMPTY_ROOT,
+    NodeRef,
+    encode_index,
+    encode_leaf,
+    node_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Range size parameters (entries per range and children per index range)."""
+
+    leaf_mask: int = 255  # about 256 entries per range
+    leaf_min: int = 16
+    leaf_max: int = 2048
+    index_mask: int = 63  # about 64 children per index range
+    index_min: int = 4
+    index_max: int = 512
+
+
+DEFAULT_SHAPE = Shape()
+
+
+class TreeWriter:
+    """Accepts entries and whole nodes in key order and builds a new tree bottom-up.
+
+    New nodes are collected in `pending_nodes` for the caller to store; `bytes_written` counts
+    every byte of them.
+    """
+
+    def __init__(self, shape: Shape = DEFAULT_SHAPE) -> None:
+        self.shape = shape
+        self._keys: list[bytes] = []
+        self._values: list[bytes] = []
+        # _levels[L] holds references to level L-1 nodes waiting to form a level-L node.
+        self._levels: list[list[NodeRef]] = [[]]
+        self.pending_nodes: list[tuple[bytes, bytes]] = []
+        self.pending_bytes = 0
+        self.bytes_written = 0
+        self.nodes_written = 0
+
+    def clean_through(self, level: int) -> bool:
+        """True when a whole node of `level` can be taken as is (nothing pending below it)."""
+        if self._keys:
+            return False
+        levels = self._levels
+        return all(not levels[i] for i in range(1, min(level, len(levels) - 1) + 1))
+
+    def add(self, key: bytes, value: bytes) -> None:
+        """Append one entry (keys must arrive in ascending order)."""
+        keys = self._keys
+        keys.append(key)
+        self._values.append(value)
+        n = len(keys)
+        shape = self.shape
+        if n >= shape.leaf_max or (
+            n >= shape.leaf_min and xxh3_64_intdigest(key) & shape.leaf_mask == 0
+        ):
+            self._emit_leaf()
+
+    def add_many(self, keys: list[bytes], values: list[bytes], lo: int, hi: int) -> None:
+        """Append keys[lo:hi] with their values."""
+        shape = self.shape
+        mask, lmin, lmax = shape.leaf_mask, shape.leaf_min, shape.leaf_max
+        out_k, out_v = self._keys, self._values
+        for i in range(lo, hi):
+            key = keys[i]
+            out_k.append(key)
+            out_v.append(values[i])
+            n = len(out_k)
+            if n >= lmax or (n >= lmin and xxh3_64_intdigest(key) & mask == 0):
+                self._emit_leaf()
+                out_k, out_v = self._keys, self._values
+
+    def add_ref(self, ref: NodeRef) -> None:
+        """Append a whole existing node; the caller checked clean_through(ref.level)."""
+        self._push(ref.level + 1, ref)
+
+    def _emit_leaf(self) -> None:
+        keys, values = self._keys, self._values
+        raw = encode_leaf(keys, values)
+        ref = NodeRef(node_id(raw), keys[0], keys[-1], len(keys), len(raw), 0)
+        self._store(ref.id, raw)
+        self._keys, self._values = [], []
+        self._push(1, ref)
+
+    def _push(self, level: int, ref: NodeRef) -> None:
+        while len(self._levels) <= level:
+            self._levels.append([])
+        items = self._levels[level]
+        items.append(ref)
+        n = len(items)
+        shape = self.shape
+        if n >= shape.index_max or (
+            n >= shape.index_min
+            and xxh3_64_intdigest(ref.last, level) & shape.index_mask == 0
+        ):
+            self._emit_index(level)
+
+    def _emit_index(self, level: int) -> None:
+        refs = self._levels[level]
+        self._levels[level] = []
+        raw = encode_index(level, refs)
+        ref = NodeRef(
+            node_id(raw),
+            refs[0].first,
+            refs[-1].last,
+            sum(r.count for r in refs),
+            len(raw) + sum(r.nbytes for r in refs),
+            level,
+        )
+        self._store(ref.id, raw)
+        self._push(level + 1, ref)
+
+    def _store(self, nid: bytes, raw: bytes) -> None:
+        self.pending_nodes.append((nid, raw))
+        self.pending_bytes += len(raw)
+        self.bytes_written += len(raw)
+        self.nodes_written += 1
+
+    def take_pending(self) -> list[tuple[bytes, bytes]]:
+        """Hand over the nodes built so far, for the caller to store."""
+        nodes, self.pending_nodes, self.pending_bytes = self.pending_nodes, [], 0
+        return nodes
+
+    def finish(self) -> NodeRef:
+        """Flush every level and return the root of the new tree."""
+        if self._keys:
+            self._emit_leaf()
+        level = 1
+        while True:
+            levels = self._levels
+            if level >= len(levels):
+                return EMPTY_ROOT
+            higher = any(levels[i] for i in range(level + 1, len(levels)))
+            items = levels[level]
+            if not higher:
+                if not items:
+                    return EMPTY_ROOT
+                if len(items) == 1:
+                    return items[0]
+            if items:
+                self._emit_index(level)
+            level += 1

@@ -1,0 +1,409 @@
+"""Object reads, writes and listings on refs: the part of the facade the S3 gateway uses most."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import TYPE_CHECKING
+
+import xxhash
+
+from lakeproxy.errors import (
+    InvalidArgument,
+    ObjectNotFound,
+    PreconditionFailed,
+    ProtectedBranch,
+    ReadOnlyRef,
+)
+from lakeproxy.graveler.committed.cursor import TreeCursor
+from lakeproxy.graveler.ids import validate_key, validate_metadata, validate_prefix
+from lakeproxy.graveler.model import (
+    DEFAULT_CONTENT_TYPE,
+    Branch,
+    Entry,
+    ListPage,
+    RefKind,
+    Repository,
+    ResolvedRef,
+)
+from lakeproxy.graveler.refs import Partitions
+from lakeproxy.graveler.staging import overlay
+from lakeproxy.metastore.base import ABSENT, Check, Op
+
+if TYPE_CHECKING:
+    from lakeproxy.graveler.graveler import Graveler
+
+_WRITE_ATTEMPTS = 50
+MAX_LIST_KEYS = 1000
+
+
+def physical_path() -> str:
+    """A new unique physical path: time-sliced so garbage collection can skip young slices."""
+    return f"data/{time.strftime('%Y%m%d%H', time.gmtime())}/{uuid.uuid4().hex}"
+
+
+class _Hasher:
+    """Counts and hashes a byte stream as it passes through."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.xxh = xxhash.xxh3_128()
+        self.size = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self.md5.update(chunk)
+            self.xxh.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+class ObjectsMixin:
+    """Reads see staging then sealed tokens then the committed tree; writes go to staging."""
+
+    async def _read_target(self: Graveler, repo_name: str, ref: str) -> tuple[
+        Repository, ResolvedRef
+    ]:
+        repo = await self.refs.get_repository(repo_name)
+        return repo, await self.refs.resolve(repo, ref)
+
+    async def _lookup(self: Graveler, repo: Repository, resolved: ResolvedRef,
+                      key: bytes) -> bytes | None:
+        if resolved.include_staging and resolved.branch is not None:
+            staged = await self.staging.get(
+                Partitions.of(repo).staging, resolved.branch.tokens, key
+            )
+            if staged is not None:
+                return staged or None
+        return await self.trees(repo).lookup(await self.root_of(repo, resolved.commit_id), key)
+
+    async def get_entry(self: Graveler, repo_name: str, ref: str, key: str) -> Entry:
+        """The entry at `key` on `ref`; raises ObjectNotFound."""
+        raw_key = validate_key(key)
+        repo, resolved = await self._read_target(repo_name, ref)
+        raw = await self._lookup(repo, resolved, raw_key)
+        if raw is None:
+            raise ObjectNotFound(
+                f"object {key!r} does not exist on {ref!r} in repository {repo_name!r}",
+                repository=repo_name, ref=ref, key=key,
+            )
+        return Entry.decode(raw)
+
+    async def iter_entries(
+        self: Graveler, repo_name: str, ref: str, *, prefix: str = "", after: str = ""
+    ) -> AsyncIterator[tuple[str, Entry]]:
+        """Every entry on `ref` under `prefix` with key > `after`, in key order."""
+        repo, resolved = await self._read_target(repo_name, ref)
+        pfx = validate_prefix(prefix)
+        start = max(pfx, after.encode() + b"\x00" if after else b"")
+        async for key, value in self._raw_entries(repo, resolved, start, pfx):
+            yield key.decode(), Entry.decode(value)
+
+    async def _raw_entries(
+        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, prefix: bytes
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        committed = self._committed_entries(repo, resolved.commit_id, start, prefix)
+        if resolved.include_staging and resolved.branch is not None:
+            part = Partitions.of(repo).staging
+            layers = [self.staging.scan(part, t, start, prefix) for t in resolved.branch.tokens]
+            stream = overlay([*layers, committed])
+        else:
+            stream = committed
+        async for key, value in stream:
+            if value:
+                yield key, value
+
+    async def _committed_entries(
+        self: Graveler, repo: Repository, commit_id: str, start: bytes, prefix: bytes
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        cursor = TreeCursor(self.trees(repo), await self.root_of(repo, commit_id))
+        await cursor.seek(start)
+        while True:
+            keys, values = await cursor.next_batch()
+            if not keys:
+                return
+            for key, value in zip(keys, values, strict=True):
+                if not key.startswith(prefix):
+                    return
+                yield key, value
+
+    async def list_entries(
+        self: Graveler,
+        repo_name: str,
+        ref: str,
+        *,
+        prefix: str = "",
+        after: str = "",
+        delimiter: str = "",
+        limit: int = MAX_LIST_KEYS,
+    ) -> ListPage:
+        """One page of a listing, S3 style: entries and common prefixes under `prefix`.
+
+        With a delimiter, keys sharing the part of the key up to the first delimiter after the
+        prefix are rolled up into one common prefix, and the listing seeks past all of them
+        instead of stepping through them. `after` may be a key or a common prefix returned
+        by the previous page.
+        """
+        if not 1 <= limit <= MAX_LIST_KEYS:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_LIST_KEYS}")
+        repo, resolved = await self._read_target(repo_name, ref)
+        pfx = validate_prefix(prefix)
+        delim = delimiter.encode()
+        start = pfx
+        if after:
+            raw_after = after.encode()
+            rolled = _rollup(raw_after, pfx, delim)
+            start = max(start, rolled + b"\xff" if rolled else raw_after + b"\x00")
+        entries: list[tuple[str, Entry]] = []
+        prefixes: list[str] = []
+        last: str | None = None
+        while True:
+            restart = None
+            async for key, value in self._raw_entries(repo, resolved, start, pfx):
+                if len(entries) + len(prefixes) == limit:
+                    return ListPage(entries, prefixes, True, last)
+                rolled = _rollup(key, pfx, delim)
+                if rolled:
+                    last = rolled.decode()
+                    prefixes.append(last)
+                    restart = rolled + b"\xff"  # UTF-8 never holds 0xff: past every such key
+                    break
+                last = key.decode()
+                entries.append((last, Entry.decode(value)))
+            if restart is None:
+                return ListPage(entries, prefixes, False, None)
+            start = restart
+
+    # Writes
+
+    async def _writable_branch(self: Graveler, repo: Repository, name: str) -> Branch:
+        branch_raw = await self.store.get(Partitions.of(repo).branches, name.encode())
+        if branch_raw is None:
+            resolved = await self.refs.resolve(repo, name)
+            raise ReadOnlyRef(
+                f"{name!r} is a {resolved.kind.value}, not a branch: only branches can be "
+                "written to",
+                repository=repo.name, ref=name,
+            )
+        branch = Branch.decode(name, branch_raw)
+        if branch.protected:
+            raise ProtectedBranch(
+                f"branch {name!r} is protected: it changes only by merge",
+                repository=repo.name, branch=name,
+            )
+        return branch
+
+    async def _stage(
+        self: Graveler,
+        repo: Repository,
+        branch_name: str,
+        key: bytes,
+        value: bytes | None,
+        *,
+        expect_etag: str | None = None,
+        expect_absent: bool = False,
+    ) -> None:
+        """Write `value` (None: remove `key`) into the branch's staging token.
+
+        If a commit seals the token while the write lands, the write is repeated into the new
+        token, so it is never lost. Conditional writes check the current entry and guard the
+        staging row with a compare-and-swap.
+        """
+        part = Partitions.of(repo).staging
+        for _ in range(_WRITE_ATTEMPTS):
+            branch = await self._writable_branch(repo, branch_name)
+            token = branch.staging_token
+            ops: list[Op] = []
+            current = None
+            if value is None or expect_etag is not None or expect_absent:
+                row = await self.store.get(part, token + key)
+                current = await self._lookup(
+                    repo, ResolvedRef(RefKind.BRANCH, branch.head, branch, True), key
+                )
+                _check_condition(key, current, expect_etag, expect_absent)
+                ops.append(Check(part, token + key, ABSENT if row is None else row))
+            if value is not None:
+                op = self.staging.put_op(part, token, key, value)
+            elif current is None:
+                raise ObjectNotFound(
+                    f"object {key.decode()!r} does not exist on branch {branch_name!r}",
+                    repository=repo.name, ref=branch_name, key=key.decode(),
+                )
+            elif await self._hidden_without_tombstone(repo, branch, key):
+                op = self.staging.delete_op(part, token, key)
+            else:
+                op = self.staging.put_op(part, token, key, b"")
+            try:
+                await self.store.write([*ops, op])
+            except PreconditionFailed:
+                continue
+            again = await self.refs.get_branch(repo, branch_name)
+            if again.staging_token == token:
+                return
+        raise PreconditionFailed(
+            f"object {key.decode()!r} kept changing while it was written; try again",
+            repository=repo.name, key=key.decode(),
+        )
+
+    async def _hidden_without_tombstone(
+        self: Graveler, repo: Repository, branch: Branch, key: bytes
+    ) -> bool:
+        """True when `key` exists only in the current staging token (no tombstone needed)."""
+        if branch.sealed_tokens and await self.staging.get(
+            Partitions.of(repo).staging, branch.sealed_tokens, key
+        ) is not None:
+            return False
+        root = await self.root_of(repo, branch.head)
+        return await self.trees(repo).lookup(root, key) is None
+
+    async def set_entry(
+        self: Graveler,
+        repo_name: str,
+        branch: str,
+        key: str,
+        entry: Entry,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> Entry:
+        """Point `key` on `branch` at `entry` (an uncommitted change).
+
+        `if_match` requires the current entry's ETag; `if_none_match` requires that no entry
+        exists. Raises PreconditionFailed when the condition does not hold, ReadOnlyRef for a
+        tag or commit, ProtectedBranch for a protected branch.
+        """
+        raw_key = validate_key(key)
+        repo = await self.refs.get_repository(repo_name)
+        await self._stage(repo, branch, raw_key, entry.encode(), expect_etag=if_match,
+                          expect_absent=if_none_match)
+        return entry
+
+    async def delete_entry(self: Graveler, repo_name: str, branch: str, key: str) -> None:
+        """Remove `key` from `branch` (an uncommitted change); raises ObjectNotFound."""
+        raw_key = validate_key(key)
+        repo = await self.refs.get_repository(repo_name)
+        await self._stage(repo, branch, raw_key, None)
+
+    async def stage_many(
+        self: Graveler, repo_name: str, branch_name: str, items: list[tuple[str, Entry]]
+    ) -> None:
+        """Stage many entries at once (imports and bulk loads). Not conditional."""
+        repo = await self.refs.get_repository(repo_name)
+        rows = sorted((validate_key(k), e.encode()) for k, e in items)
+        while True:
+            branch = await self._writable_branch(repo, branch_name)
+            await self.staging.put_many(Partitions.of(repo).staging, branch.staging_token, rows)
+            again = await self.refs.get_branch(repo, branch_name)
+            if again.staging_token == branch.staging_token:
+                return
+
+    async def put_object(
+        self: Graveler,
+        repo_name: str,
+        branch: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        checksums: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        expected_size: int | None = None,
+        expected_md5: bytes | None = None,
+    ) -> Entry:
+        """Store the bytes of `chunks` and point `key` on `branch` at them.
+
+        The bytes are durably stored and verified (size, MD5) before the key changes, so a
+        failed or interrupted upload leaves the branch as it was.
+        """
+        raw_key = validate_key(key)
+        meta = validate_metadata(dict(metadata or {}), "user metadata")
+        repo = await self.refs.get_repository(repo_name)
+        await self._writable_branch(repo, branch)
+        blocks = await self.blocks.get(repo.storage_namespace)
+        path = physical_path()
+        hasher = _Hasher(chunks)
+        await blocks.put(path, hasher)
+        try:
+            if expected_size is not None and hasher.size != expected_size:
+                raise InvalidArgument(
+                    f"received {hasher.size} bytes but {expected_size} were announced",
+                    key=key,
+                )
+            if expected_md5 is not None and hasher.md5.digest() != expected_md5:
+                raise InvalidArgument("the content's MD5 does not match Content-MD5", key=key)
+            entry = Entry(
+                path, hasher.size, hasher.md5.hexdigest(), hasher.xxh.hexdigest(), time.time(),
+                content_type or DEFAULT_CONTENT_TYPE, meta, dict(checksums or {}),
+            )
+            await self._stage(repo, branch, raw_key, entry.encode(), expect_etag=if_match,
+                              expect_absent=if_none_match)
+        except BaseException:
+            await blocks.delete(path)
+            raise
+        return entry
+
+    async def open_object(
+        self: Graveler, repo_name: str, entry: Entry, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream the bytes [start, end) of an entry's physical object."""
+        repo = await self.refs.get_repository(repo_name)
+        blocks = await self.blocks.get(repo.storage_namespace)
+        async for chunk in blocks.get(entry.address, start=start, end=end):
+            yield chunk
+
+    async def copy_entry(
+        self: Graveler,
+        repo_name: str,
+        src_ref: str,
+        src_key: str,
+        dst_branch: str,
+        dst_key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Entry:
+        """Copy an entry within a repository: the new key shares the physical object.
+
+        `content_type` and `metadata`, when given, replace the source's.
+        """
+        entry = await self.get_entry(repo_name, src_ref, src_key)
+        new = Entry(
+            entry.address, entry.size, entry.etag, entry.checksum, time.time(),
+            content_type if content_type is not None else entry.content_type,
+            validate_metadata(dict(metadata), "user metadata") if metadata is not None
+            else entry.metadata,
+            entry.checksums,
+        )
+        return await self.set_entry(repo_name, dst_branch, dst_key, new)
+
+
+def _rollup(key: bytes, prefix: bytes, delimiter: bytes) -> bytes | None:
+    """The common prefix `key` rolls up into under `delimiter`, or None."""
+    if not delimiter or not key.startswith(prefix):
+        return None
+    pos = key.find(delimiter, len(prefix))
+    return None if pos < 0 else key[: pos + len(delimiter)]
+
+
+def _check_condition(
+    key: bytes, current: bytes | None, etag: str | None, absent: bool
+) -> None:
+    if absent and current is not None:
+        raise PreconditionFailed(
+            f"object {key.decode()!r} already exists", key=key.decode()
+        )
+    if etag is not None:
+        if current is None:
+            raise PreconditionFailed(
+                f"object {key.decode()!r} does not exist", key=key.decode()
+            )
+        actual = Entry.decode(current).etag
+        if etag.strip('"') not in (actual, "*"):
+            raise PreconditionFailed(
+                f"object {key.decode()!r} has ETag {actual!r}, not {etag!r}", key=key.decode()
+            )

@@ -1,0 +1,400 @@
+"""The SQLite metadata store: the embedded default, safe for several processes on one file.
+
+No SQLite call runs on the event loop. One writer thread owns the only write connection of a
+store and applies queued writes with *group commit*: it takes every request waiting in its
+queue, runs them in one `BEGIN IMMEDIATE` transaction (each inside its own SAVEPOINT, so a
+failed precondition undoes only its own request), commits once, then settles every caller's
+future. A small pool of reader threads, each with its own read-only connection, serves `get`,
+`get_many` and `scan` batches concurrently with the writer, which WAL mode allows.
+
+Several stores (in one process or many) may open the same file: `BEGIN IMMEDIATE` takes
+SQLite's write lock before any precondition is read, so compare-and-swap stays correct across
+processes, and a busy timeout makes a writer wait for the lock instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from lakeproxy.errors import InvalidArgument, PreconditionFailed, StorageError
+from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
+from lakeproxy.metastore.migrations import migrate
+from lakeproxy.metastore.sqlite_writer import GroupCommitWriter, translate_error
+
+T = TypeVar("T")
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_WRITER_CACHE_KIB = 64 * 1024
+_READER_CACHE_KIB = 16 * 1024
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+_BULK_CHUNK = 100_000
+_IN_LIST_CHUNK = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite build
+
+_GET = "SELECT v FROM kv WHERE p = ? AND k = ?"
+_UPSERT = (
+    "INSERT INTO kv (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
+)
+_INSERT_NEW = "INSERT INTO kv (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO NOTHING"
+_SWAP = "UPDATE kv SET v = ? WHERE p = ? AND k = ? AND v = ?"
+_DELETE = "DELETE FROM kv WHERE p = ? AND k = ?"
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """Return the smallest key greater than every key that starts with `prefix`.
+
+    Trailing 0xff bytes cannot be incremented, so they are dropped first; None means there is
+    no such key (the prefix is empty or all 0xff) and the range is unbounded above.
+    """
+    stem = prefix.rstrip(b"\xff")
+    if not stem:
+        return None
+    return stem[:-1] + bytes([stem[-1] + 1])
+
+
+def connect(
+    path: str, *, busy_timeout: float, cache_kib: int, synchronous: str = "FULL"
+) -> Database:
+    """Open one connection to `path` in driver autocommit mode, with the store's pragmas."""
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    db = Database(conn, recursive_triggers=False, execute_plugins=False)
+    db.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+    db.execute(f"PRAGMA synchronous = {synchronous}")
+    db.execute(f"PRAGMA cache_size = {-cache_kib}")
+    return db
+
+
+def _open_writer(path: str, synchronous: str, busy_timeout: float) -> Database:
+    try:
+        db = connect(
+            path, busy_timeout=busy_timeout, cache_kib=_WRITER_CACHE_KIB, synchronous=synchronous
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open the metadata database {path}: {exc}", path=path) from exc
+    try:
+        db.enable_wal()
+        db.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
+        migrate(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StorageError(f"cannot open the metadata database {path}: {exc}", path=path) from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class _ReaderPool:
+    """Threads that each own one read-only connection; a connection never changes thread."""
+
+    def __init__(self, path: str, size: int, busy_timeout: float) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="lakeproxy-sqlite-read")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._dbs: list[Database] = []
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            db: Database | None = getattr(self._local, "db", None)
+            if db is None:
+                db = connect(
+                    self._path, busy_timeout=self._busy_timeout, cache_kib=_READER_CACHE_KIB
+                )
+                db.execute("PRAGMA query_only = ON")
+                self._local.db = db
+                with self._lock:
+                    self._dbs.append(db)
+            return fn(db.conn, *args)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self._path) from exc
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        for db in self._dbs:
+            db.close()
+        self._dbs.clear()
+
+
+def _read_one(conn: sqlite3.Connection, partition: str, key: bytes) -> bytes | None:
+    row = conn.execute(_GET, (partition, key)).fetchone()
+    return None if row is None else row[0]
+
+
+def _read_many(conn: sqlite3.Connection, partition: str, keys: list[bytes]) -> dict[bytes, bytes]:
+    """Look keys up in chunks, all inside one read transaction so the answer is a snapshot."""
+    found: dict[bytes, bytes] = {}
+    conn.execute("BEGIN")
+    try:
+        for i in range(0, len(keys), _IN_LIST_CHUNK):
+            chunk = keys[i : i + _IN_LIST_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT k, v FROM kv WHERE p = ? AND k IN ({marks})"
+            found.update(conn.execute(sql, (partition, *chunk)).fetchall())
+    finally:
+        conn.execute("ROLLBACK")
+    return found
+
+
+def _read_batch(
+    conn: sqlite3.Connection,
+    partition: str,
+    lower: bytes,
+    inclusive: bool,
+    upper: bytes | None,
+    count: int,
+) -> list[tuple[bytes, bytes]]:
+    """One keyset-pagination page: the first `count` keys from `lower`, below `upper`."""
+    sql = "SELECT k, v FROM kv WHERE p = ? AND k " + (">=" if inclusive else ">") + " ?"
+    params: list[object] = [partition, lower]
+    if upper is not None:
+        sql += " AND k < ?"
+        params.append(upper)
+    params.append(count)
+    return conn.execute(sql + " ORDER BY k LIMIT ?", params).fetchall()
+
+
+def _set(conn: sqlite3.Connection, partition: str, key: bytes, value: bytes) -> None:
+    conn.execute(_UPSERT, (partition, key, value))
+
+
+def _set_if(
+    conn: sqlite3.Connection, partition: str, key: bytes, value: bytes, expect: Expect
+) -> None:
+    if expect is ABSENT:
+        cursor = conn.execute(_INSERT_NEW, (partition, key, value))
+    else:
+        cursor = conn.execute(_SWAP, (value, partition, key, expect))
+    if cursor.rowcount != 1:
+        raise PreconditionFailed(
+            "the record changed since it was read", partition=partition, key=key
+        )
+
+
+def _delete(conn: sqlite3.Connection, partition: str, key: bytes) -> None:
+    conn.execute(_DELETE, (partition, key))
+
+
+def _delete_range(conn: sqlite3.Connection, op: DeleteRange) -> None:
+    if op.end is None:
+        conn.execute("DELETE FROM kv WHERE p = ? AND k >= ?", (op.partition, op.start))
+    else:
+        conn.execute(
+            "DELETE FROM kv WHERE p = ? AND k >= ? AND k < ?", (op.partition, op.start, op.end)
+        )
+
+
+def _write(conn: sqlite3.Connection, ops: tuple[Op, ...]) -> None:
+    """Evaluate every Check first (against the state before the batch), then apply in order."""
+    for op in ops:
+        if isinstance(op, Check):
+            row = conn.execute(_GET, (op.partition, op.key)).fetchone()
+            holds = row is None if op.expect is ABSENT else row is not None and row[0] == op.expect
+            if not holds:
+                raise PreconditionFailed(
+                    "the record changed since it was read", partition=op.partition, key=op.key
+                )
+    for op in ops:
+        if isinstance(op, Put):
+            conn.execute(_UPSERT, (op.partition, op.key, op.value))
+        elif isinstance(op, Delete):
+            conn.execute(_DELETE, (op.partition, op.key))
+        elif isinstance(op, DeleteRange):
+            _delete_range(conn, op)
+
+
+def _put_many(
+    conn: sqlite3.Connection, partition: str, items: Iterable[tuple[bytes, bytes]]
+) -> None:
+    # Sorting each chunk turns random b-tree inserts into mostly sequential ones (about twice
+    # as fast for keys in random order, free for sorted ones); the sort is stable, so the last
+    # of duplicate keys still wins. Memory is bounded by one chunk, whatever `items` is.
+    rows = iter(items)
+    while chunk := list(islice(rows, _BULK_CHUNK)):
+        chunk.sort(key=itemgetter(0))
+        conn.executemany(_UPSERT, ((partition, key, value) for key, value in chunk))
+
+
+class SqliteMetadataStore:
+    """A `MetadataStore` in one SQLite file, shared safely by threads, coroutines and processes.
+
+    Create it with the async `SqliteMetadataStore.open(path)`; the constructor is internal.
+    Call `close()` when done. Writes are durable when they return: with the default
+    ``synchronous="FULL"`` a committed write survives a crash of the process and of the machine.
+    """
+
+    def __init__(self, path: str, writer: GroupCommitWriter, readers: _ReaderPool) -> None:
+        self._path = path
+        self._writer = writer
+        self._readers = readers
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        readers: int = 4,
+        busy_timeout: float = 30.0,
+    ) -> SqliteMetadataStore:
+        """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+        Args:
+            path: The database file; its directory must exist.
+            synchronous: SQLite's `synchronous` pragma: FULL (default) survives power loss,
+                NORMAL survives a process crash but may lose the last commits on power loss.
+            readers: How many reader threads (and read connections) to run.
+            busy_timeout: Seconds to wait for another process's write lock before failing.
+
+        Raises:
+            InvalidArgument: `synchronous` or `readers` is not valid.
+            StorageError: The file cannot be opened, or its schema is newer than this code.
+        """
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise InvalidArgument(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if readers < 1:
+            raise InvalidArgument("readers must be at least 1")
+        file = os.fspath(path)
+        db = await asyncio.to_thread(_open_writer, file, mode, busy_timeout)
+        return cls(file, GroupCommitWriter(db, file), _ReaderPool(file, readers, busy_timeout))
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"the metadata store {self._path} is closed", path=self._path)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        self._check_open()
+        return await self._readers.run(fn, *args)
+
+    async def _submit(
+        self, apply: Callable[[sqlite3.Connection], None], bulk: bool = False
+    ) -> None:
+        self._check_open()
+        await self._writer.submit(apply, bulk=bulk)
+
+    async def get(self, partition: str, key: bytes) -> bytes | None:
+        """Return the value at (`partition`, `key`), or None when there is none."""
+        return await self._read(_read_one, partition, key)
+
+    async def get_many(self, partition: str, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """Return the values of the given keys that exist, read from one snapshot."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        return await self._read(_read_many, partition, keys)
+
+    async def set(self, partition: str, key: bytes, value: bytes) -> None:
+        """Write a value unconditionally; durable when this returns."""
+        await self._submit(lambda conn: _set(conn, partition, key, value))
+
+    async def set_if(self, partition: str, key: bytes, value: bytes, *, expect: Expect) -> None:
+        """Write iff the current value equals `expect` (or the key is absent, for ABSENT).
+
+        Raises:
+            PreconditionFailed: The current value differs from `expect`; nothing was written.
+        """
+        await self._submit(lambda conn: _set_if(conn, partition, key, value, expect))
+
+    async def delete(self, partition: str, key: bytes) -> None:
+        """Delete a key; deleting a missing key is not an error."""
+        await self._submit(lambda conn: _delete(conn, partition, key))
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Apply `ops` atomically, in order, after checking every `Check` against the old state.
+
+        Raises:
+            PreconditionFailed: A check failed; nothing was written.
+            TypeError: An element of `ops` is not an `Op`.
+        """
+        batch = tuple(ops)
+        for op in batch:
+            if not isinstance(op, Put | Delete | DeleteRange | Check):
+                raise TypeError(f"not a metadata store operation: {op!r}")
+        if batch:
+            await self._submit(lambda conn: _write(conn, batch))
+
+    async def put_many(self, partition: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write many values into one partition in one transaction (bulk load).
+
+        `items` is consumed on the writer thread, streaming, so a generator of any size loads
+        in bounded memory. If iterating it raises, nothing of it is written and the error
+        propagates.
+        """
+        await self._submit(lambda conn: _put_many(conn, partition, items), bulk=True)
+
+    async def scan(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Yield (key, value) pairs of `partition` in ascending bytewise key order.
+
+        Yields keys that are >= `start`, > `after` (when given) and begin with `prefix`, at
+        most `limit` of them. Each batch of `batch_size` rows is one query (keyset pagination)
+        and a consistent snapshot; no cursor or transaction stays open between batches.
+
+        Raises:
+            InvalidArgument: `batch_size` is less than 1.
+        """
+        if batch_size < 1:
+            raise InvalidArgument("batch_size must be at least 1")
+        lower, inclusive = max(start, prefix), True
+        if after is not None and after >= lower:
+            lower, inclusive = after, False
+        upper = prefix_end(prefix)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            count = batch_size if remaining is None else min(batch_size, remaining)
+            rows = await self._read(_read_batch, partition, lower, inclusive, upper, count)
+            for row in rows:
+                yield row
+            if len(rows) < count:
+                return
+            if remaining is not None:
+                remaining -= count
+            lower, inclusive = rows[-1][0], False
+
+    async def close(self) -> None:
+        """Finish queued writes, then stop the threads and close every connection.
+
+        Calling it again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._writer.stop()
+        self._readers.close()

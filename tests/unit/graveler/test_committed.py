@@ -1,0 +1,169 @@
+"""Trees of ranges: applying changes, diff and three-way merge, and what they reuse."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from lakeproxy.errors import MergeConflict
+from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
+from lakeproxy.graveler.committed.cursor import TreeCursor
+from lakeproxy.graveler.committed.diff import diff_trees
+from lakeproxy.graveler.committed.merge import merge_trees
+from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
+from lakeproxy.graveler.committed.writer import Shape
+from lakeproxy.graveler.model import MergeStrategy
+from lakeproxy.metastore.memory import MemoryMetadataStore
+
+SMALL = Shape(leaf_mask=15, leaf_min=2, leaf_max=64, index_mask=3, index_min=2, index_max=16)
+
+
+def value(content: int) -> bytes:
+    """An encoded-entry stand-in: 8 identity bytes then a body."""
+    return content.to_bytes(8, "big") + b"body"
+
+
+@pytest.fixture
+def trees() -> TreeStore:
+    return TreeStore(MemoryMetadataStore(), "nodes", NodeCache())
+
+
+async def build(trees: TreeStore, base: NodeRef, changes: dict[bytes, bytes | None],
+                shape: Shape = SMALL) -> NodeRef:
+    keys = sorted(changes)
+    root, _ = await apply_changes(
+        trees, base, ChangeStream.from_lists(keys, [changes[k] for k in keys]), shape
+    )
+    return root
+
+
+async def contents(trees: TreeStore, root: NodeRef) -> dict[bytes, bytes]:
+    cursor = TreeCursor(trees, root)
+    out: dict[bytes, bytes] = {}
+    while True:
+        keys, values = await cursor.next_batch()
+        if not keys:
+            return out
+        out.update(zip(keys, values, strict=True))
+
+
+async def test_random_apply_matches_a_dict(trees: TreeStore) -> None:
+    rnd = random.Random(7)
+    model: dict[bytes, bytes] = {}
+    root = EMPTY_ROOT
+    for _ in range(40):
+        changes: dict[bytes, bytes | None] = {}
+        for _ in range(rnd.choice([1, 5, 50, 400])):
+            key = b"k%05d" % rnd.randrange(3000)
+            changes[key] = None if rnd.random() < 0.3 else value(rnd.randrange(10**6))
+        old = root
+        root = await build(trees, root, changes)
+        expected = dict(model)
+        for k, v in changes.items():
+            if v is None:
+                expected.pop(k, None)
+            else:
+                expected[k] = v
+        assert await contents(trees, root) == expected
+        assert root.count == len(expected)
+        diff = [c async for c in diff_trees(trees, old, root)]
+        assert [c[0] for c in diff] == sorted(
+            k for k in set(model) | set(expected) if model.get(k) != expected.get(k)
+        )
+        for k in rnd.sample(sorted(expected), min(20, len(expected))):
+            assert await trees.lookup(root, k) == expected[k]
+        assert await trees.lookup(root, b"missing") is None
+        model = expected
+
+
+async def test_shape_depends_on_content_not_history(trees: TreeStore) -> None:
+    items = {b"key%05d" % i: value(i) for i in range(2000)}
+    one_go = await build(trees, EMPTY_ROOT, dict(items))
+    stepwise = EMPTY_ROOT
+    keys = list(items)
+    random.Random(3).shuffle(keys)
+    for start in range(0, len(keys), 250):
+        stepwise = await build(trees, stepwise, {k: items[k] for k in keys[start:start + 250]})
+    assert stepwise.id == one_go.id
+
+
+async def test_small_commit_rewrites_few_ranges(trees: TreeStore) -> None:
+    n = 100_000
+    base = await build(trees, EMPTY_ROOT, {b"key%06d" % i: value(i) for i in range(n)}, Shape())
+    keys = [b"key%06d" % i for i in range(0, n, n // 10)]
+    root, writer = await apply_changes(
+        trees, base, ChangeStream.from_lists(keys, [value(n + 1)] * len(keys)), Shape()
+    )
+    assert root.count == n
+    # Ten changed values: ten ranges plus the index ranges on their paths, nothing else.
+    assert writer.nodes_written <= 10 + 2 * 10 + 1
+    assert writer.bytes_written < base.nbytes // 8
+
+
+async def test_diff_skips_shared_ranges(trees: TreeStore) -> None:
+    base = await build(trees, EMPTY_ROOT, {b"key%06d" % i: value(i) for i in range(20000)},
+                       Shape())
+    changed = await build(trees, base, {b"key010000": value(99)}, Shape())
+    trees.cache.hits = trees.cache.misses = 0
+    reads: list[bytes] = []
+    load = trees.load
+
+    async def counting_load(node_id: bytes):  # type: ignore[no-untyped-def]
+        reads.append(node_id)
+        return await load(node_id)
+
+    trees.load = counting_load  # type: ignore[method-assign]
+    diff = [c async for c in diff_trees(trees, base, changed)]
+    assert [c[0] for c in diff] == [b"key010000"]
+    assert len(reads) < 12  # the path to the changed range on each side, nothing else
+
+
+async def test_diff_with_bounds(trees: TreeStore) -> None:
+    left = await build(trees, EMPTY_ROOT, {b"a%03d" % i: value(i) for i in range(300)})
+    right = await build(trees, left, {b"a%03d" % i: value(i + 1) for i in range(0, 300, 3)})
+    got = [c[0] async for c in diff_trees(trees, left, right, start=b"a100", stop=b"a200")]
+    assert got == [b"a%03d" % i for i in range(102, 200, 3)]
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "dest", "strategy", "expected", "conflicts"),
+    [
+        ("disjoint", {b"s": value(1)}, {b"d": value(2)}, MergeStrategy.FAIL,
+         {b"k": value(0), b"s": value(1), b"d": value(2)}, None),
+        ("same change", {b"k": value(5)}, {b"k": value(5)}, MergeStrategy.FAIL,
+         {b"k": value(5)}, None),
+        ("both changed", {b"k": value(5)}, {b"k": value(6)}, MergeStrategy.FAIL, None, [b"k"]),
+        ("change vs delete", {b"k": value(5)}, {b"k": None}, MergeStrategy.FAIL, None, [b"k"]),
+        ("both deleted", {b"k": None}, {b"k": None}, MergeStrategy.FAIL, {}, None),
+        ("source wins", {b"k": value(5)}, {b"k": value(6)}, MergeStrategy.SOURCE_WINS,
+         {b"k": value(5)}, None),
+        ("dest wins", {b"k": value(5)}, {b"k": None}, MergeStrategy.DEST_WINS, {}, None),
+        ("source delete wins", {b"k": None}, {b"k": value(6)}, MergeStrategy.SOURCE_WINS,
+         {}, None),
+    ],
+)
+async def test_merge_scenarios(
+    trees: TreeStore, name: str, source: dict[bytes, bytes | None],
+    dest: dict[bytes, bytes | None], strategy: MergeStrategy,
+    expected: dict[bytes, bytes] | None, conflicts: list[bytes] | None,
+) -> None:
+    base = await build(trees, EMPTY_ROOT, {b"k": value(0)})
+    src = await build(trees, base, source)
+    dst = await build(trees, base, dest)
+    if conflicts is not None:
+        with pytest.raises(MergeConflict) as err:
+            await merge_trees(trees, base, src, dst, strategy)
+        assert err.value.conflicts == [c.decode() for c in conflicts]
+        return
+    merged, _ = await merge_trees(trees, base, src, dst, strategy)
+    assert await contents(trees, merged) == expected, name
+
+
+async def test_merge_lists_every_conflict(trees: TreeStore) -> None:
+    base = await build(trees, EMPTY_ROOT, {b"k%04d" % i: value(0) for i in range(500)})
+    src = await build(trees, base, {b"k%04d" % i: value(1) for i in range(500)})
+    dst = await build(trees, base, {b"k%04d" % i: value(2) for i in range(0, 500, 5)})
+    with pytest.raises(MergeConflict) as err:
+        await merge_trees(trees, base, src, dst, MergeStrategy.FAIL)
+    assert err.value.conflicts == ["k%04d" % i for i in range(0, 500, 5)]

@@ -213,7 +213,15 @@ class LocalBlockStore:
     async def _stream_to(fd: int, chunks: AsyncIterable[bytes]) -> int:
         """Write `chunks` to `fd`, one thread hop per MiB or so; returns the size."""
         size, batch, batched = 0, [], 0
-        async for chunk in chunks:
+        source = aiter(chunks)
+        while True:
+            try:
+                chunk = await anext(source)
+            except StopAsyncIteration:
+                break
+            except Exception as e:
+                # The caller's stream failed, not the file system: let it through as it is.
+                raise _SourceError(e) from e
             batch.append(chunk)
             batched += len(chunk)
             if batched >= CHUNK_SIZE:
@@ -233,9 +241,12 @@ class LocalBlockStore:
                 one that collides with an existing folder or file.
             StorageError: when the file system fails.
         """
-        with _os_errors("put", path):
-            target = await _in_thread(self._resolve, path)
-            return await self._atomic(target, lambda fd: self._stream_to(fd, chunks))
+        try:
+            with _os_errors("put", path):
+                target = await _in_thread(self._resolve, path)
+                return await self._atomic(target, lambda fd: self._stream_to(fd, chunks))
+        except _SourceError as e:
+            raise e.original from None
 
     # -- reading -----------------------------------------------------------------------
 
@@ -343,6 +354,8 @@ class LocalBlockStore:
                 size = await self._atomic(
                     part, lambda fd: self._stream_to(fd, chunks), make_parents=False
                 )
+        except _SourceError as e:
+            raise e.original from None
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):  # aborted while we were writing
                 raise UploadNotFound(f"multipart upload {upload_id!r} was aborted") from None
@@ -445,6 +458,14 @@ class LocalBlockStore:
                     stack.append(iter(await _in_thread(self._scan, folder, item[0], "")))
             else:
                 yield BlockStat(item[0], item[2])
+
+
+class _SourceError(Exception):
+    """Carries an exception raised by the stream being stored past `_os_errors`."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(str(original))
+        self.original = original
 
 
 @contextlib.contextmanager

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from lakeproxy.blockstore.base import BlockStoreProvider
 from lakeproxy.errors import (
@@ -28,6 +29,7 @@ from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
 from lakeproxy.graveler.committed.diff import diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
 from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
+from lakeproxy.graveler.committed.writer import TreeWriter
 from lakeproxy.graveler.ids import (
     validate_branch_name,
     validate_metadata,
@@ -50,7 +52,7 @@ from lakeproxy.graveler.model import (
 from lakeproxy.graveler.objects import ObjectsMixin
 from lakeproxy.graveler.refs import REPOSITORIES, Partitions, RefManager
 from lakeproxy.graveler.staging import StagingManager, new_token, successor
-from lakeproxy.metastore.base import ABSENT, Check, DeleteRange, MetadataStore, Put
+from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, MetadataStore, Op, Put
 
 _COMMIT_ATTEMPTS = 50
 
@@ -87,6 +89,7 @@ class Graveler(ObjectsMixin):
         self.node_cache = NodeCache(cache_bytes)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.last_commit_stats = CommitStats(0, 0, 0)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def trees(self, repo: Repository) -> TreeStore:
         return TreeStore(self.store, Partitions.of(repo).nodes, self.node_cache)
@@ -381,7 +384,6 @@ class Graveler(ObjectsMixin):
                     (head.id,), root.hex, message, committer, meta, head.generation + 1,
                     creation_date,
                 )
-                await self.store.set(parts.commits, commit.id.encode(), raw)
                 done = Branch(
                     branch.name,
                     commit.id,
@@ -389,18 +391,16 @@ class Graveler(ObjectsMixin):
                     tuple(t for t in branch.sealed_tokens if t not in ours),
                     branch.protected,
                 )
-                try:
-                    await self.store.set_if(
-                        parts.branches, branch_name.encode(), done.encode(),
-                        expect=branch.encode(),
-                    )
-                except PreconditionFailed:
+                # The applied tokens' rows are deleted after the commit, off its critical
+                # path; their names are recorded with it so a crash cannot leak them.
+                ops: list[Op] = [Put(parts.dropped, t, b"") for t in tokens]
+                if not await self._publish(repo, branch, done, commit, raw, writer, ops):
                     branch = await self.refs.get_branch(repo, branch_name)
                     continue
                 self.last_commit_stats = CommitStats(
                     stream.count, writer.nodes_written, writer.bytes_written + len(raw)
                 )
-                await self._drop_tokens(repo, tokens)
+                self._background(self._drop_tokens(repo, tokens))
                 return commit
         raise PreconditionFailed(
             f"branch {branch_name!r} kept moving during the commit; try again",
@@ -434,9 +434,26 @@ class Graveler(ObjectsMixin):
         await self._drop_tokens(repo, tokens)
 
     async def _drop_tokens(self, repo: Repository, tokens: list[bytes]) -> None:
+        """Delete the rows of staging tokens no branch refers to any more."""
         if tokens:
-            part = Partitions.of(repo).staging
-            await self.store.write([self.staging.drop_ops(part, t) for t in tokens])
+            parts = Partitions.of(repo)
+            await self.store.write(
+                [self.staging.drop_ops(parts.staging, t) for t in tokens]
+                + [Delete(parts.dropped, t) for t in tokens]
+            )
+
+    async def sweep_dropped_tokens(self, repo_name: str) -> int:
+        """Finish deleting the rows of tokens a commit applied (after a crash, say)."""
+        repo = await self.refs.get_repository(repo_name)
+        tokens = [k async for k, _ in self.store.scan(Partitions.of(repo).dropped)]
+        await self._drop_tokens(repo, tokens)
+        return len(tokens)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run cleanup work after the caller's answer; `close` waits for it."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # Reset
 
@@ -569,20 +586,27 @@ class Graveler(ObjectsMixin):
                     )
                 head = await self.refs.get_commit(repo, branch.head)
                 if fast_forward and base_id == head.id:
-                    result, new_head = src, src.id
-                else:
-                    base = EMPTY_ROOT if base_id is None else await self.root_of(repo, base_id)
-                    root, _ = await merge_trees(
-                        trees, base, await trees.root(src.metarange_id),
-                        await trees.root(head.metarange_id), strategy,
+                    moved = Branch(branch.name, src.id, branch.staging_token,
+                                   branch.sealed_tokens, branch.protected)
+                    if await self._publish(repo, branch, moved):
+                        return src
+                    continue
+                base = EMPTY_ROOT if base_id is None else await self.root_of(repo, base_id)
+                root, writer = await merge_trees(
+                    trees, base, await trees.root(src.metarange_id),
+                    await trees.root(head.metarange_id), strategy,
+                )
+                result, raw = Commit.create(
+                    (head.id, src.id), root.hex, msg, committer, meta,
+                    max(head.generation, src.generation) + 1,
+                )
+                moved = Branch(branch.name, result.id, branch.staging_token,
+                               branch.sealed_tokens, branch.protected)
+                if await self._publish(repo, branch, moved, result, raw, writer):
+                    self.last_commit_stats = CommitStats(
+                        0, writer.nodes_written if writer else 0,
+                        (writer.bytes_written if writer else 0) + len(raw),
                     )
-                    result, raw = Commit.create(
-                        (head.id, src.id), root.hex, msg, committer, meta,
-                        max(head.generation, src.generation) + 1,
-                    )
-                    await self.store.set(Partitions.of(repo).commits, result.id.encode(), raw)
-                    new_head = result.id
-                if await self._move_head(repo, branch, new_head):
                     return result
         raise PreconditionFailed(
             f"branch {dest_branch!r} kept moving during the merge; try again",
@@ -628,8 +652,8 @@ class Graveler(ObjectsMixin):
                 )
                 head = await self.refs.get_commit(repo, branch.head)
                 dest = await self.trees(repo).root(head.metarange_id)
-                root, _ = await merge_trees(self.trees(repo), base, source, dest,
-                                            MergeStrategy.FAIL)
+                root, writer = await merge_trees(self.trees(repo), base, source, dest,
+                                                 MergeStrategy.FAIL)
                 if root.id == dest.id:
                     raise NoChanges(
                         f"applying {target.id[:12]} to {branch_name!r} changes nothing",
@@ -638,8 +662,9 @@ class Graveler(ObjectsMixin):
                 commit, raw = Commit.create(
                     (head.id,), root.hex, message, committer, meta, head.generation + 1
                 )
-                await self.store.set(Partitions.of(repo).commits, commit.id.encode(), raw)
-                if await self._move_head(repo, branch, commit.id):
+                moved = Branch(branch.name, commit.id, branch.staging_token,
+                               branch.sealed_tokens, branch.protected)
+                if await self._publish(repo, branch, moved, commit, raw, writer):
                     return commit
         raise PreconditionFailed(f"branch {branch_name!r} kept moving; try again")
 
@@ -674,20 +699,40 @@ class Graveler(ObjectsMixin):
             )
         return branch
 
-    async def _move_head(self, repo: Repository, branch: Branch, head: str) -> bool:
-        """Compare-and-swap the branch head; False when the branch changed meanwhile."""
-        moved = Branch(branch.name, head, branch.staging_token, branch.sealed_tokens,
-                       branch.protected)
+    async def _publish(
+        self,
+        repo: Repository,
+        expected: Branch,
+        new: Branch,
+        commit: Commit | None = None,
+        raw_commit: bytes = b"",
+        writer: TreeWriter | None = None,
+        extra: list[Op] | None = None,
+    ) -> bool:
+        """In one transaction: store the last new ranges and the commit, and move the branch
+        from `expected` to `new` by compare-and-swap. False when the branch changed meanwhile
+        (nothing is written then)."""
+        parts = Partitions.of(repo)
+        ops: list[Op] = []
+        if writer is not None:
+            ops += [Put(parts.nodes, nid, raw) for nid, raw in writer.take_pending()]
+        if commit is not None:
+            ops.append(Put(parts.commits, commit.id.encode(), raw_commit))
+        ops += [
+            Check(parts.branches, expected.name.encode(), expected.encode()),
+            Put(parts.branches, new.name.encode(), new.encode()),
+            *(extra or []),
+        ]
         try:
-            await self.store.set_if(
-                Partitions.of(repo).branches, branch.name.encode(), moved.encode(),
-                expect=branch.encode(),
-            )
+            await self.store.write(ops)
             return True
         except PreconditionFailed:
             return False
 
     async def close(self) -> None:
+        """Finish background cleanup and close the stores."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.blocks.close()
         await self.store.close()
 

@@ -44,15 +44,21 @@ class Partitions:
     commits: str
     nodes: str
     staging: str
+    dropped: str
     uploads: str
 
     @classmethod
     def of(cls, repo: Repository) -> Partitions:
         base = f"r/{repo.uid}/"
-        return cls(base + "b", base + "t", base + "c", base + "n", base + "s", base + "u")
+        return cls(
+            base + "b", base + "t", base + "c", base + "n", base + "s", base + "d", base + "u"
+        )
 
     def all(self) -> tuple[str, ...]:
-        return (self.branches, self.tags, self.commits, self.nodes, self.staging, self.uploads)
+        return (
+            self.branches, self.tags, self.commits, self.nodes, self.staging, self.dropped,
+            self.uploads,
+        )
 
 
 class RefManager:

@@ -100,6 +100,12 @@ class StagingManager:
         self, partition: str, tokens: Sequence[bytes]
     ) -> AsyncIterator[ChangeBatch]:
         """The staged changes of `tokens` as sorted batches (tombstones become None)."""
+        if len(tokens) == 1:
+            async for rows in self.store.scan_batches(
+                partition, prefix=tokens[0], batch_size=_BATCH
+            ):
+                yield [k[TOKEN_BYTES:] for k, _ in rows], [v or None for _, v in rows]
+            return
         keys: list[bytes] = []
         values: list[bytes | None] = []
         async for k, v in self.overlay(partition, tokens):

@@ -115,10 +115,23 @@ class MetadataStore(Protocol):
     ) -> AsyncIterator[tuple[bytes, bytes]]:
         """Yield (key, value) pairs of `partition` in ascending bytewise key order.
 
-        Starts at the first key >= `start` (or > `after` when given) and only yields keys that
-        begin with `prefix`. Rows are fetched `batch_size` at a time; each batch is a consistent
-        read, but writes between batches may or may not be seen.
+        Yields only keys that are >= `start`, > `after` (when given) and begin with `prefix`:
+        all three bounds apply together. Rows are fetched `batch_size` at a time; each batch
+        is a consistent read, but writes between batches may or may not be seen.
         """
+        ...
+
+    def scan_batches(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """Exactly the rows `scan` yields, as non-empty lists of up to `batch_size` rows."""
         ...
 
     async def close(self) -> None:

@@ -74,7 +74,7 @@ class MemoryMetadataStore:
                 current = await self.get(op.partition, op.key)
                 if (current is not None) if op.expect is ABSENT else (current != op.expect):
                     raise PreconditionFailed(
-                        "the record changed since it was read", partition=op.partition
+                        "the record changed since it was read", partition=op.partition, key=op.key
                     )
         for op in ops:
             if isinstance(op, Put):
@@ -123,6 +123,28 @@ class MemoryMetadataStore:
             after = key
             if yielded % batch_size == 0:
                 await asyncio.sleep(0)
+
+    async def scan_batches(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        batch: list[tuple[bytes, bytes]] = []
+        async for row in self.scan(
+            partition, start=start, after=after, prefix=prefix, limit=limit,
+            batch_size=batch_size,
+        ):
+            batch.append(row)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     async def close(self) -> None:
         self._parts.clear()

@@ -366,6 +366,25 @@ class SqliteMetadataStore:
         Raises:
             InvalidArgument: `batch_size` is less than 1.
         """
+        async for rows in self.scan_batches(
+            partition, start=start, after=after, prefix=prefix, limit=limit,
+            batch_size=batch_size,
+        ):
+            for row in rows:
+                yield row
+
+    async def scan_batches(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
+        caller works on the current one."""
         if batch_size < 1:
             raise InvalidArgument("batch_size must be at least 1")
         lower, inclusive = max(start, prefix), True
@@ -373,16 +392,33 @@ class SqliteMetadataStore:
             lower, inclusive = after, False
         upper = prefix_end(prefix)
         remaining = limit
-        while remaining is None or remaining > 0:
-            count = batch_size if remaining is None else min(batch_size, remaining)
-            rows = await self._read(_read_batch, partition, lower, inclusive, upper, count)
-            for row in rows:
-                yield row
-            if len(rows) < count:
-                return
-            if remaining is not None:
-                remaining -= count
-            lower, inclusive = rows[-1][0], False
+        ahead: asyncio.Future[list[tuple[bytes, bytes]]] | None = None
+        try:
+            while remaining is None or remaining > 0:
+                count = batch_size if remaining is None else min(batch_size, remaining)
+                if ahead is not None:
+                    rows = await ahead
+                    ahead = None
+                else:
+                    rows = await self._read(_read_batch, partition, lower, inclusive, upper, count)
+                if not rows:
+                    return
+                if remaining is not None:
+                    remaining -= len(rows)
+                lower, inclusive = rows[-1][0], False
+                if len(rows) == count and (remaining is None or remaining > 0):
+                    nxt = batch_size if remaining is None else min(batch_size, remaining)
+                    ahead = asyncio.ensure_future(
+                        self._read(_read_batch, partition, lower, inclusive, upper, nxt)
+                    )
+                yield rows
+                if len(rows) < count:
+                    return
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     async def close(self) -> None:
         """Finish queued writes, then stop the threads and close every connection.

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-# tests/ has no __init__.py, so its helper modules are importable only once it is on the path.
-_TESTS = str(Path(__file__).resolve().parent.parent)
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from s3server import (  # noqa: E402
-    FAKE_ACCESS_KEY_ID,
-    FAKE_SECRET_ACCESS_KEY,
-    REGION,
-    moto_server,
-)
-
-from lakeproxy.blockstore import S3Settings  # noqa: E402
+from lakeproxy.blockstore import S3Settings
+from tests.s3server import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, REGION, moto_server
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator
 
 from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
@@ -14,6 +14,7 @@ from lakeproxy.graveler.model import IDENTITY_BYTES
 ChangeBatch = tuple[list[bytes], list[bytes | None]]
 
 _FLUSH_BYTES = 4 * 1024 * 1024
+_WRITES_IN_FLIGHT = 2
 _YIELD_EVERY = 4096
 
 
@@ -56,6 +57,7 @@ class _Applier:
         self.changes = changes
         self.writer = writer
         self.since_yield = 0
+        self.writes: list[asyncio.Task[None]] = []
 
     async def walk(self, ref: NodeRef, rightmost: bool) -> None:
         changes = self.changes
@@ -71,13 +73,47 @@ class _Applier:
             return
         node = await self.trees.load(ref.id)
         if isinstance(node, Index):
+            await self.prefetch(node, rightmost)
             last = len(node.refs) - 1
             for i, child in enumerate(node.refs):
                 await self.walk(child, rightmost and i == last)
         else:
             await self.merge_leaf(node, None if rightmost else ref.last)
         if self.writer.pending_bytes >= _FLUSH_BYTES:
-            await self.trees.write(self.writer.take_pending())
+            await self.flush()
+
+    async def prefetch(self, node: Index, rightmost: bool) -> None:
+        """Load, in one round trip, the children that changes of the current batch fall in."""
+        changes = self.changes
+        if not await changes.fill():
+            return
+        ckeys, pos, end = changes.keys, changes.pos, len(changes.keys)
+        wanted = []
+        last = len(node.refs) - 1
+        for i, child in enumerate(node.refs):
+            if pos >= end:
+                break
+            nxt = end if rightmost and i == last else bisect_right(ckeys, child.last, pos)
+            if nxt > pos and child.count:
+                wanted.append(child.id)
+            pos = nxt
+        if len(wanted) > 1:
+            await self.trees.load_many(wanted)
+
+    async def flush(self) -> None:
+        """Store the nodes built so far in the background, a bounded number at a time."""
+        if len(self.writes) >= _WRITES_IN_FLIGHT:
+            await self.writes.pop(0)
+        nodes = self.writer.take_pending()
+        self.writes.append(asyncio.create_task(self.trees.write(nodes)))
+
+    async def drain(self) -> None:
+        writes, self.writes = self.writes, []
+        try:
+            await asyncio.gather(*writes)
+        finally:
+            for task in writes:
+                task.cancel()
 
     async def merge_leaf(self, leaf: Leaf, bound: bytes | None) -> None:
         """Merge the changes up to `bound` (all remaining when None) into one range."""
@@ -87,39 +123,41 @@ class _Applier:
         writer, changes = self.writer, self.changes
         while await changes.fill():
             ckeys, cvals = changes.keys, changes.values
-            pos, end = changes.pos, len(ckeys)
-            stop = False
+            start = pos = changes.pos
+            end = len(ckeys)
+            stop = bound is not None and ckeys[end - 1] > bound
+            if stop:
+                end = bisect_right(ckeys, bound, pos, end)
             while pos < end:
-                ck = ckeys[pos]
-                if bound is not None and ck > bound:
-                    stop = True
+                if i >= n:
+                    writer.add_new(ckeys, cvals, pos, end)
+                    pos = end
                     break
-                if i < n:
-                    j = bisect_left(keys, ck, i)
-                    if j > i:
-                        writer.add_many(keys, vals, i, j)
-                        i = j
+                ck = ckeys[pos]
+                j = bisect_left(keys, ck, i)
+                if j > i:
+                    writer.add_range_run(keys, vals, i, j)
+                    i = j
                 cv = cvals[pos]
                 if i < n and keys[i] == ck:
                     old = vals[i]
                     i += 1
                     if cv is not None:
                         # Same identity: keep the committed entry, it is no change.
-                        same = old[:IDENTITY_BYTES] == cv[:IDENTITY_BYTES]
-                        writer.add(ck, old if same else cv)
+                        writer.add(ck, old if old[:IDENTITY_BYTES] == cv[:IDENTITY_BYTES] else cv)
                 elif cv is not None:
                     writer.add(ck, cv)
                 pos += 1
-            changes.count += pos - changes.pos
-            self.since_yield += pos - changes.pos
+            changes.count += pos - start
             changes.pos = pos
+            self.since_yield += pos - start
             if self.since_yield >= _YIELD_EVERY:
                 self.since_yield = 0
                 await asyncio.sleep(0)
             if stop:
                 break
         if i < n:
-            writer.add_many(keys, vals, i, n)
+            writer.add_range_run(keys, vals, i, n)
 
 
 async def apply_changes(
@@ -128,17 +166,23 @@ async def apply_changes(
     changes: ChangeStream,
     shape: Shape = DEFAULT_SHAPE,
 ) -> tuple[NodeRef, TreeWriter]:
-    """Apply sorted `changes` to the tree at `base` and store the new nodes.
+    """Apply sorted `changes` to the tree at `base`.
 
     Nodes whose key span holds no change are taken whole, so the work and the bytes written
-    are proportional to the number of changes, not to the size of the tree.
+    are proportional to the number of changes, not to the size of the tree. `base` must have
+    been built with the same `shape`.
+
+    New nodes are stored as they accumulate; the last of them are left in
+    `writer.pending_nodes` for the caller to store in the same transaction as the commit that
+    references them (a crash before that leaves only unreferenced nodes behind).
 
     Returns:
         The root of the new tree and the writer (for its statistics).
     """
     writer = TreeWriter(shape)
     applier = _Applier(trees, changes, writer)
-    await applier.walk(base, rightmost=True)
-    root = writer.finish()
-    await trees.write(writer.take_pending())
-    return root, writer
+    try:
+        await applier.walk(base, rightmost=True)
+    finally:
+        await applier.drain()
+    return writer.finish(), writer

@@ -64,6 +64,16 @@ class TreeCursor:
         assert isinstance(top, _LeafFrame)
         return top.values[top.idx]
 
+    def leaf_frame(self) -> _LeafFrame:
+        """The range the cursor stands in (it must stand on an entry); move it with `idx`."""
+        top = self._stack[-1]
+        assert isinstance(top, _LeafFrame)
+        return top
+
+    def settle(self) -> None:
+        """Step out of exhausted ranges after `idx` moved past their end."""
+        self._pop_exhausted()
+
     def next(self) -> None:
         """Step past the current node or entry."""
         self._stack[-1].idx += 1

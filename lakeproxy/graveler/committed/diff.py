@@ -82,15 +82,34 @@ async def _diff(
                 a.next()
             else:
                 await b.descend()
-        elif ka < kb:
-            yield ka, a.value, None
-            a.next()
-        elif kb < ka:
-            yield kb, None, b.value
-            b.next()
         else:
-            va, vb = a.value, b.value
-            if va[:IDENTITY_BYTES] != vb[:IDENTITY_BYTES]:
-                yield ka, va, vb
-            a.next()
-            b.next()
+            for change in _diff_leaves(a, b):
+                yield change
+
+
+def _diff_leaves(a: TreeCursor, b: TreeCursor) -> list[RawChange]:
+    """Merge-join the current ranges of two cursors standing on entries, up to the end of
+    either range, in one tight loop; returns the differences found."""
+    fa, fb = a.leaf_frame(), b.leaf_frame()
+    akeys, avals, i = fa.keys, fa.values, fa.idx
+    bkeys, bvals, j = fb.keys, fb.values, fb.idx
+    alen, blen = len(akeys), len(bkeys)
+    out: list[RawChange] = []
+    while i < alen and j < blen:
+        x, y = akeys[i], bkeys[j]
+        if x == y:
+            vx, vy = avals[i], bvals[j]
+            if vx != vy and vx[:IDENTITY_BYTES] != vy[:IDENTITY_BYTES]:
+                out.append((x, vx, vy))
+            i += 1
+            j += 1
+        elif x < y:
+            out.append((x, avals[i], None))
+            i += 1
+        else:
+            out.append((y, None, bvals[j]))
+            j += 1
+    fa.idx, fb.idx = i, j
+    a.settle()
+    b.settle()
+    return out

@@ -38,7 +38,8 @@ async def merge_trees(
     the source's value and DEST_WINS keeps the destination's.
 
     Returns:
-        The merged tree's root and the writer that built it (None when nothing was written).
+        The merged tree's root and the writer that built it, whose `pending_nodes` the caller
+        must store (None when the destination is the result).
     """
     src_changes = diff_trees(trees, base, source)
     dst_changes = diff_trees(trees, base, dest)

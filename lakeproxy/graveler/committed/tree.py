@@ -113,6 +113,9 @@ class NodeCache:
         self.hits = 0
         self.misses = 0
 
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._items
+
     def get(self, key: bytes) -> Node | None:
         item = self._items.get(key)
         if item is None:
@@ -160,6 +163,15 @@ class TreeStore:
         node = decode_node(raw)
         self.cache.put(ref_id, node, len(raw))
         return node
+
+    async def load_many(self, ids: list[bytes]) -> None:
+        """Bring the given nodes into the cache with one read of the store."""
+        missing = [i for i in ids if i not in self.cache]
+        if not missing:
+            return
+        found = await self.store.get_many(self.partition, missing)
+        for nid, raw in found.items():
+            self.cache.put(nid, decode_node(raw), len(raw))
 
     async def root(self, metarange_id: str) -> NodeRef:
         """The reference of a snapshot's root, from the metarange id stored in a commit."""

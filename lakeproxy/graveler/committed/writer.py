@@ -26,9 +26,9 @@ from lakeproxy.graveler.committed.tree import (
 class Shape:
     """Range size parameters (entries per range and children per index range)."""
 
-    leaf_mask: int = 255  # about 256 entries per range
-    leaf_min: int = 16
-    leaf_max: int = 2048
+    leaf_mask: int = 63  # about 64 entries per range
+    leaf_min: int = 8
+    leaf_max: int = 1024
     index_mask: int = 63  # about 64 children per index range
     index_min: int = 4
     index_max: int = 512
@@ -87,6 +87,46 @@ class TreeWriter:
             if n >= lmax or (n >= lmin and xxh3_64_intdigest(key) & mask == 0):
                 self._emit_leaf()
                 out_k, out_v = self._keys, self._values
+
+    def add_new(self, keys: list[bytes], values: list[bytes | None], lo: int, hi: int) -> None:
+        """Append the entries of keys[lo:hi] whose value is not None (removals are skipped)."""
+        shape = self.shape
+        mask, lmin, lmax = shape.leaf_mask, shape.leaf_min, shape.leaf_max
+        out_k, out_v = self._keys, self._values
+        for i in range(lo, hi):
+            value = values[i]
+            if value is None:
+                continue
+            key = keys[i]
+            out_k.append(key)
+            out_v.append(value)
+            n = len(out_k)
+            if n >= lmax or (n >= lmin and xxh3_64_intdigest(key) & mask == 0):
+                self._emit_leaf()
+                out_k, out_v = self._keys, self._values
+
+    def add_range_run(self, keys: list[bytes], values: list[bytes], lo: int, hi: int) -> None:
+        """Append keys[lo:hi] of a stored range that was built with this writer's shape.
+
+        Inside such a range only the first `leaf_min` keys and the last one can match the
+        boundary mask (any other matching key would have ended the range), so the keys in
+        between are copied in bulk without hashing them.
+        """
+        lmin, lmax = self.shape.leaf_min, self.shape.leaf_max
+        careful = min(hi, lmin)
+        if lo < careful:
+            self.add_many(keys, values, lo, careful)
+            lo = careful
+        bulk_end = hi - 1 if hi == len(keys) else hi
+        while lo < bulk_end:
+            take = min(lmax - len(self._keys), bulk_end - lo)
+            self._keys.extend(keys[lo : lo + take])
+            self._values.extend(values[lo : lo + take])
+            lo += take
+            if len(self._keys) >= lmax:
+                self._emit_leaf()
+        if lo < hi:
+            self.add_many(keys, values, lo, hi)
 
     def add_ref(self, ref: NodeRef) -> None:
         """Append a whole existing node; the caller checked clean_through(ref.level)."""

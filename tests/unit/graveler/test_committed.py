@@ -32,9 +32,10 @@ def trees() -> TreeStore:
 async def build(trees: TreeStore, base: NodeRef, changes: dict[bytes, bytes | None],
                 shape: Shape = SMALL) -> NodeRef:
     keys = sorted(changes)
-    root, _ = await apply_changes(
+    root, writer = await apply_changes(
         trees, base, ChangeStream.from_lists(keys, [changes[k] for k in keys]), shape
     )
+    await trees.write(writer.take_pending())
     return root
 
 
@@ -156,7 +157,9 @@ async def test_merge_scenarios(
             await merge_trees(trees, base, src, dst, strategy)
         assert err.value.conflicts == [c.decode() for c in conflicts]
         return
-    merged, _ = await merge_trees(trees, base, src, dst, strategy)
+    merged, writer = await merge_trees(trees, base, src, dst, strategy)
+    if writer is not None:
+        await trees.write(writer.take_pending())
     assert await contents(trees, merged) == expected, name
 
 

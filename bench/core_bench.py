@@ -1,0 +1,206 @@
+"""Benchmark of the versioning core: commit, diff, merge and branch creation vs. dataset size.
+
+For every N (objects on the branch) and K (changes, K <= N) it builds a branch of N objects on
+the embedded SQLite store, then measures, as the median of --repeat runs:
+
+    commit   commit of K staged changes on a branch of N objects
+    diff     diff of two commits that differ in K keys (every page of 1000)
+    merge    merge of a branch with K changes into one of N objects
+    branch   creation of a branch (one row, whatever N)
+
+plus, once per N, `build` (the commit of N staged objects onto an empty branch) and `floor`
+(the raw cost of msgpack-encoding and hashing N entries and inserting N rows into SQLite in
+one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
+commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges.
+
+    python bench/core_bench.py --objects 10000,1000000 --changes 10,1000 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import xxhash
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lakeproxy.blockstore.provider import BlockStores  # noqa: E402
+from lakeproxy.graveler import Entry, Graveler  # noqa: E402
+from lakeproxy.metastore.sqlite import SqliteMetadataStore  # noqa: E402
+
+
+def key_of(i: int) -> str:
+    return f"datasets/images/part-{i % 97:03d}/object-{i:09d}.jpg"
+
+
+def entry_of(i: int, version: int = 0) -> Entry:
+    return Entry(
+        f"data/2026112600/{i:09d}{version:04d}{'0' * 19}",
+        1000 + i + version,
+        f"{(i * 7919 + version) % (1 << 128):032x}",
+        f"{(i * 104729 + version) % (1 << 128):032x}",
+        1_795_000_000.0 + version,
+        "image/jpeg",
+    )
+
+
+class Bench:
+    def __init__(self, g: Graveler, repeat: int, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.g = g
+        self.repeat = repeat
+        self.emit = emit
+        self.branch_no = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.branch_no += 1
+        return f"{prefix}-{self.branch_no}"
+
+    async def build(self, repo: str, n: int) -> None:
+        await self.g.create_repository(repo)
+        for start in range(0, n, 100_000):
+            await self.g.stage_many(
+                repo, "main",
+                [(key_of(i), entry_of(i)) for i in range(start, min(n, start + 100_000))],
+            )
+        t0 = time.perf_counter()
+        await self.g.commit(repo, "main", f"{n} objects")
+        seconds = time.perf_counter() - t0
+        stats = self.g.last_commit_stats
+        root = await self.g.root_of(await self.g.get_repository(repo),
+                                    (await self.g.get_commit(repo, "main")).id)
+        self.manifest_bytes = root.nbytes
+        self.emit({"op": "build", "objects": n, "changes": n, "seconds": seconds,
+                   "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes})
+
+    async def stage_changes(self, repo: str, branch: str, n: int, k: int, version: int) -> None:
+        rnd = random.Random(k * 31 + version)
+        picks = rnd.sample(range(n), k)
+        await self.g.stage_many(repo, branch, [(key_of(i), entry_of(i, version)) for i in picks])
+
+    async def measure(self, repo: str, n: int, k: int) -> None:
+        commit_s, diff_s, merge_s, commit_b, merge_b = [], [], [], [], []
+        for r in range(self.repeat):
+            branch = self.fresh("exp")
+            await self.g.create_branch(repo, branch, "main")
+            await self.stage_changes(repo, branch, n, k, version=r + 1)
+            t0 = time.perf_counter()
+            await self.g.commit(repo, branch, f"{k} changes")
+            commit_s.append(time.perf_counter() - t0)
+            commit_b.append(self.g.last_commit_stats.bytes_written)
+
+            t0 = time.perf_counter()
+            after, total = "", 0
+            while True:
+                page, more = await self.g.diff(repo, "main", branch, after=after, limit=1000)
+                total += len(page)
+                if not more:
+                    break
+                after = page[-1].key
+            diff_s.append(time.perf_counter() - t0)
+            assert total == k, (total, k)
+
+            target = self.fresh("target")
+            await self.g.create_branch(repo, target, "main")
+            t0 = time.perf_counter()
+            await self.g.merge(repo, branch, target)
+            merge_s.append(time.perf_counter() - t0)
+            merge_b.append(self.g.last_commit_stats.bytes_written)
+        for op, secs, written in (("commit", commit_s, commit_b), ("diff", diff_s, None),
+                                  ("merge", merge_s, merge_b)):
+            self.emit({
+                "op": op, "objects": n, "changes": k, "seconds": statistics.median(secs),
+                "bytes_written": int(statistics.median(written)) if written else 0,
+                "manifest_bytes": self.manifest_bytes,
+            })
+
+    async def branch_creation(self, repo: str, n: int) -> None:
+        times = []
+        for _ in range(max(self.repeat, 5)):
+            name = self.fresh("br")
+            t0 = time.perf_counter()
+            await self.g.create_branch(repo, name, "main")
+            times.append(time.perf_counter() - t0)
+        self.emit({"op": "branch", "objects": n, "changes": 0,
+                   "seconds": statistics.median(times), "bytes_written": 0,
+                   "manifest_bytes": self.manifest_bytes})
+
+
+def floor(n: int, folder: Path) -> float:
+    """msgpack-encode and hash n entries, insert n rows into SQLite in one transaction."""
+    t0 = time.perf_counter()
+    rows = []
+    for i in range(n):
+        e = entry_of(i)
+        raw = msgpack.packb([e.address, e.size, e.etag, e.checksum, e.last_modified,
+                             e.content_type, None, None])
+        rows.append((key_of(i).encode(), xxhash.xxh3_64_digest(raw) + raw))
+    db = sqlite3.connect(folder / f"floor-{n}.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+    with db:
+        db.executemany("INSERT INTO kv VALUES (?, ?)", rows)
+    db.close()
+    return time.perf_counter() - t0
+
+
+async def run(objects: list[int], changes: list[int], repeat: int,
+              emit: Callable[[dict[str, Any]], None]) -> None:
+    with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
+        folder = Path(tmp)
+        store = await SqliteMetadataStore.open(folder / "metadata.db")
+        g = Graveler(store, BlockStores(folder / "blocks"))
+        bench = Bench(g, repeat, emit)
+        try:
+            for n in objects:
+                emit({"op": "floor", "objects": n, "changes": n,
+                      "seconds": await asyncio.to_thread(floor, n, folder),
+                      "bytes_written": 0, "manifest_bytes": 0})
+                repo = f"bench-{n}"
+                await bench.build(repo, n)
+                await bench.branch_creation(repo, n)
+                for k in changes:
+                    if k <= n:
+                        await bench.measure(repo, n, k)
+        finally:
+            await g.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--objects", default="10000,100000,1000000")
+    parser.add_argument("--changes", default="10,1000,100000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args()
+    objects = [int(x) for x in args.objects.split(",")]
+    changes = [int(x) for x in args.changes.split(",")]
+    rows: list[dict[str, Any]] = []
+
+    def emit(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            pct = (100 * row["bytes_written"] / row["manifest_bytes"]
+                   if row["manifest_bytes"] else 0)
+            print(f"{row['op']:7} N={row['objects']:>9,} K={row['changes']:>9,} "
+                  f"{row['seconds'] * 1000:>11.2f} ms  wrote {row['bytes_written']:>12,} B "
+                  f"({pct:6.2f}% of manifest)", flush=True)
+
+    asyncio.run(run(objects, changes, args.repeat, emit))
+
+
+if __name__ == "__main__":
+    main()

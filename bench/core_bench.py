@@ -8,7 +8,8 @@ the embedded SQLite store, then measures, as the median of --repeat runs:
     merge    merge of a branch with K changes into one of N objects
     branch   creation of a branch (one row, whatever N)
 
-plus, once per N, `build` (the commit of N staged objects onto an empty branch) and `floor`
+plus, once per N, the commit of N staged objects onto an empty branch (a `commit` row with
+objects=0, changes=N) and `floor`
 (the raw cost of msgpack-encoding and hashing N entries and inserting N rows into SQLite in
 one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
 commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges.
@@ -36,9 +37,9 @@ import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lakeproxy.blockstore.provider import BlockStores  # noqa: E402
-from lakeproxy.graveler import Entry, Graveler  # noqa: E402
-from lakeproxy.metastore.sqlite import SqliteMetadataStore  # noqa: E402
+from lakeproxy.blockstore.provider import BlockStores
+from lakeproxy.graveler import Entry, Graveler
+from lakeproxy.metastore.sqlite import SqliteMetadataStore
 
 
 def key_of(i: int) -> str:
@@ -81,7 +82,7 @@ class Bench:
         root = await self.g.root_of(await self.g.get_repository(repo),
                                     (await self.g.get_commit(repo, "main")).id)
         self.manifest_bytes = root.nbytes
-        self.emit({"op": "build", "objects": n, "changes": n, "seconds": seconds,
+        self.emit({"op": "commit", "objects": 0, "changes": n, "seconds": seconds,
                    "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes})
 
     async def stage_changes(self, repo: str, branch: str, n: int, k: int, version: int) -> None:
@@ -139,20 +140,25 @@ class Bench:
 
 def floor(n: int, folder: Path) -> float:
     """msgpack-encode and hash n entries, insert n rows into SQLite in one transaction."""
-    t0 = time.perf_counter()
-    rows = []
+    fields = []
     for i in range(n):
         e = entry_of(i)
-        raw = msgpack.packb([e.address, e.size, e.etag, e.checksum, e.last_modified,
-                             e.content_type, None, None])
-        rows.append((key_of(i).encode(), xxhash.xxh3_64_digest(raw) + raw))
+        fields.append((key_of(i).encode(), [e.address, e.size, e.etag, e.checksum,
+                                            e.last_modified, e.content_type, None, None]))
     db = sqlite3.connect(folder / f"floor-{n}.db")
     db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+    t0 = time.perf_counter()
+    rows = []
+    for key, body in fields:
+        raw = msgpack.packb(body)
+        rows.append((key, xxhash.xxh3_64_digest(raw) + raw))
     with db:
         db.executemany("INSERT INTO kv VALUES (?, ?)", rows)
+    seconds = time.perf_counter() - t0
     db.close()
-    return time.perf_counter() - t0
+    return seconds
 
 
 async def run(objects: list[int], changes: list[int], repeat: int,

@@ -179,7 +179,7 @@ async def apply_changes(
     Returns:
         The root of the new tree and the writer (for its statistics).
     """
-    writer = TreeWriter(shape)
+    writer = TreeWriter(shape, trees.cache)
     applier = _Applier(trees, changes, writer)
     try:
         await applier.walk(base, rightmost=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from lakeproxy.graveler.committed.cursor import TreeCursor
-from lakeproxy.graveler.committed.tree import NodeRef, TreeStore
+from lakeproxy.graveler.committed.tree import Index, NodeRef, TreeStore
 from lakeproxy.graveler.model import IDENTITY_BYTES
 
 # (key, left entry or None, right entry or None), entries encoded.
@@ -66,7 +66,10 @@ async def _diff(
                 await a.descend()
             elif nb.last < na.first:
                 await b.descend()
-            elif na.level >= nb.level:
+            elif na.level == nb.level:
+                await _prefetch_differing(trees, na, nb)
+                await a.descend()
+            elif na.level > nb.level:
                 await a.descend()
             else:
                 await b.descend()
@@ -85,6 +88,19 @@ async def _diff(
         else:
             for change in _diff_leaves(a, b):
                 yield change
+
+
+async def _prefetch_differing(trees: TreeStore, a: NodeRef, b: NodeRef) -> None:
+    """Load, in one round trip, the children of two differing nodes that the other lacks
+    (the ones the diff will open); children they share are skipped unread."""
+    node_a, node_b = await trees.load(a.id), await trees.load(b.id)
+    if not (isinstance(node_a, Index) and isinstance(node_b, Index)):
+        return
+    ids_a = {r.id for r in node_a.refs}
+    ids_b = {r.id for r in node_b.refs}
+    wanted = [i for i in ids_a if i not in ids_b] + [i for i in ids_b if i not in ids_a]
+    if len(wanted) > 1:
+        await trees.load_many(wanted)
 
 
 def _diff_leaves(a: TreeCursor, b: TreeCursor) -> list[RawChange]:

@@ -15,6 +15,9 @@ from xxhash import xxh3_64_intdigest
 
 from lakeproxy.graveler.committed.tree import (
     EMPTY_ROOT,
+    Index,
+    Leaf,
+    NodeCache,
     NodeRef,
     encode_index,
     encode_leaf,
@@ -44,8 +47,9 @@ class TreeWriter:
     every byte of them.
     """
 
-    def __init__(self, shape: Shape = DEFAULT_SHAPE) -> None:
+    def __init__(self, shape: Shape = DEFAULT_SHAPE, cache: NodeCache | None = None) -> None:
         self.shape = shape
+        self.cache = cache
         self._keys: list[bytes] = []
         self._values: list[bytes] = []
         # _levels[L] holds references to level L-1 nodes waiting to form a level-L node.
@@ -137,6 +141,8 @@ class TreeWriter:
         raw = encode_leaf(keys, values)
         ref = NodeRef(node_id(raw), keys[0], keys[-1], len(keys), len(raw), 0)
         self._store(ref.id, raw)
+        if self.cache is not None:  # new ranges are read again soon (diff, merge, reads)
+            self.cache.put(ref.id, Leaf(keys, values), len(raw))
         self._keys, self._values = [], []
         self._push(1, ref)
 
@@ -166,6 +172,8 @@ class TreeWriter:
             level,
         )
         self._store(ref.id, raw)
+        if self.cache is not None:
+            self.cache.put(ref.id, Index(level, refs, [r.last for r in refs]), len(raw))
         self._push(level + 1, ref)
 
     def _store(self, nid: bytes, raw: bytes) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -140,19 +139,20 @@ CHILD = textwrap.dedent(
 @pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
 async def test_killed_during_a_large_commit(tmp_path: Path, delay: float) -> None:
     n = 150_000
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path), str(n)],
-        stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
-            assert line.strip() == b"committing"
-            await asyncio.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-        finally:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(tmp_path), str(n),
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        assert line.strip() == b"committing"
+        await asyncio.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+        await proc.wait()
     store = await SqliteMetadataStore.open(tmp_path / "m.db")
     g = Graveler(store, BlockStores(tmp_path / "blocks"))
     try:

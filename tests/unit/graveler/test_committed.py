@@ -175,4 +175,4 @@ async def test_merge_lists_every_conflict(trees: TreeStore) -> None:
     dst = await build(trees, base, {b"k%04d" % i: value(2) for i in range(0, 500, 5)})
     with pytest.raises(MergeConflict) as err:
         await merge_trees(trees, base, src, dst, MergeStrategy.FAIL)
-    assert err.value.conflicts == ["k%04d" % i for i in range(0, 500, 5)]
+    assert err.value.conflicts == [f"k{i:04d}" for i in range(0, 500, 5)]

@@ -26,6 +26,18 @@ class InvalidArgument(LakeproxyError):
     """The caller passed something malformed: a bad name, key, ref expression or option."""
 
 
+class InvalidPart(InvalidArgument):
+    """A multipart completion names a part that was not uploaded, or with another ETag."""
+
+
+class InvalidPartOrder(InvalidArgument):
+    """A multipart completion lists its parts out of ascending order."""
+
+
+class EntityTooSmall(InvalidArgument):
+    """A multipart part other than the last is smaller than the minimum part size."""
+
+
 class NotFound(LakeproxyError):
     """Something named by the caller does not exist."""
 

@@ -49,6 +49,7 @@ from lakeproxy.graveler.model import (
     ResolvedRef,
     Tag,
 )
+from lakeproxy.graveler.multipart import MultipartMixin
 from lakeproxy.graveler.objects import ObjectsMixin
 from lakeproxy.graveler.refs import REPOSITORIES, Partitions, RefManager
 from lakeproxy.graveler.staging import StagingManager, new_token, successor
@@ -66,7 +67,7 @@ class CommitStats:
     bytes_written: int
 
 
-class Graveler(ObjectsMixin):
+class Graveler(ObjectsMixin, MultipartMixin):
     """Repositories, branches, tags, commits, diffs and merges.
 
     Args:

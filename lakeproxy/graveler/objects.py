@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import xxhash
@@ -309,7 +309,7 @@ class ObjectsMixin:
         *,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        checksums: Mapping[str, str] | None = None,
+        checksums: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         if_match: str | None = None,
         if_none_match: bool = False,
         expected_size: int | None = None,
@@ -318,7 +318,9 @@ class ObjectsMixin:
         """Store the bytes of `chunks` and point `key` on `branch` at them.
 
         The bytes are durably stored and verified (size, MD5) before the key changes, so a
-        failed or interrupted upload leaves the branch as it was.
+        failed or interrupted upload leaves the branch as it was. `checksums` (client-supplied
+        checksums to keep with the entry) may be a function, called once the bytes are in,
+        for checksums that arrive after the body (aws-chunked trailers).
         """
         raw_key = validate_key(key)
         meta = validate_metadata(dict(metadata or {}), "user metadata")
@@ -338,7 +340,8 @@ class ObjectsMixin:
                 raise InvalidArgument("the content's MD5 does not match Content-MD5", key=key)
             entry = Entry(
                 path, hasher.size, hasher.md5.hexdigest(), hasher.xxh.hexdigest(), time.time(),
-                content_type or DEFAULT_CONTENT_TYPE, meta, dict(checksums or {}),
+                content_type or DEFAULT_CONTENT_TYPE, meta,
+                dict((checksums() if callable(checksums) else checksums) or {}),
             )
             await self._stage(repo, branch, raw_key, entry.encode(), expect_etag=if_match,
                               expect_absent=if_none_match)

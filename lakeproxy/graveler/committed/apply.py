@@ -74,13 +74,31 @@ class _Applier:
         node = await self.trees.load(ref.id)
         if isinstance(node, Index):
             await self.prefetch(node, rightmost)
-            last = len(node.refs) - 1
-            for i, child in enumerate(node.refs):
-                await self.walk(child, rightmost and i == last)
+            await self.walk_children(node, rightmost)
         else:
             await self.merge_leaf(node, None if rightmost else ref.last)
         if self.writer.pending_bytes >= _FLUSH_BYTES:
             await self.flush()
+
+    async def walk_children(self, node: Index, rightmost: bool) -> None:
+        """Walk an index range's children; runs of children before the next change are taken
+        whole, in bulk, whenever nothing is pending below them."""
+        refs, lasts, changes, writer = node.refs, node.lasts, self.changes, self.writer
+        last = len(refs) - 1
+        i = 0
+        while i <= last:
+            if await changes.fill():
+                j = bisect_left(lasts, changes.keys[changes.pos], i)
+            else:
+                j = last + 1
+            if rightmost:
+                j = min(j, last)  # the rightmost child takes every change past the end
+            if j > i and writer.clean_through(refs[i].level):
+                writer.add_ref_run(refs, i, j)
+                i = j
+                continue
+            await self.walk(refs[i], rightmost and i == last)
+            i += 1
 
     async def prefetch(self, node: Index, rightmost: bool) -> None:
         """Load, in one round trip, the children that changes of the current batch fall in."""

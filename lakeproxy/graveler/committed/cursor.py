@@ -74,6 +74,18 @@ class TreeCursor:
         """Step out of exhausted ranges after `idx` moved past their end."""
         self._pop_exhausted()
 
+    def skip_shared(self, other: TreeCursor) -> None:
+        """Step both cursors past the run of nodes they share (same ids, side by side)."""
+        fa, fb = self._stack[-1], other._stack[-1]
+        assert isinstance(fa, _IndexFrame) and isinstance(fb, _IndexFrame)
+        ra, rb, i, j = fa.refs, fb.refs, fa.idx, fb.idx
+        while i < len(ra) and j < len(rb) and ra[i].id == rb[j].id:
+            i += 1
+            j += 1
+        fa.idx, fb.idx = i, j
+        self._pop_exhausted()
+        other._pop_exhausted()
+
     def next(self) -> None:
         """Step past the current node or entry."""
         self._stack[-1].idx += 1

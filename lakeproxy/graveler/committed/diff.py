@@ -60,8 +60,7 @@ async def _diff(
         na, nb = a.node, b.node
         if na is not None and nb is not None:
             if na.id == nb.id:
-                a.next()
-                b.next()
+                a.skip_shared(b)
             elif na.last < nb.first:
                 await a.descend()
             elif nb.last < na.first:

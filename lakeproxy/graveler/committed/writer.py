@@ -132,6 +132,33 @@ class TreeWriter:
         if lo < hi:
             self.add_many(keys, values, lo, hi)
 
+    def add_ref_run(self, refs: list[NodeRef], lo: int, hi: int) -> None:
+        """Append whole existing nodes refs[lo:hi], all children of one stored index range
+        built with this writer's shape; the caller checked clean_through(their level).
+
+        As in `add_range_run`, only the first `index_min` children and the last one can end
+        an index range, so the others are copied in bulk without hashing.
+        """
+        if lo >= hi:
+            return
+        level = refs[lo].level + 1
+        imin, imax = self.shape.index_min, self.shape.index_max
+        for k in range(lo, min(hi, imin)):
+            self._push(level, refs[k])
+        lo = max(lo, min(hi, imin))
+        bulk_end = hi - 1 if hi == len(refs) else hi
+        while lo < bulk_end:
+            while len(self._levels) <= level:
+                self._levels.append([])
+            items = self._levels[level]
+            take = min(imax - len(items), bulk_end - lo)
+            items.extend(refs[lo : lo + take])
+            lo += take
+            if len(items) >= imax:
+                self._emit_index(level)
+        for k in range(lo, hi):
+            self._push(level, refs[k])
+
     def add_ref(self, ref: NodeRef) -> None:
         """Append a whole existing node; the caller checked clean_through(ref.level)."""
         self._push(ref.level + 1, ref)

@@ -1,0 +1,101 @@
+"""The S3 gateway as an aiohttp application.
+
+Every request goes through the same steps, in this order: parse the target once, authenticate
+(no anonymous access), pick the operation from the route table, then run it. Errors of any
+step become S3 XML errors through the one wire table.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+
+from lakeproxy.errors import LakeproxyError
+from lakeproxy.gateway import sigv4
+from lakeproxy.gateway.addressing import parse_target
+from lakeproxy.gateway.context import Ctx, Handler, Services, parse_query
+from lakeproxy.gateway.errors import MethodNotAllowed, NotImplementedOperation
+from lakeproxy.gateway.operations import OPERATIONS
+from lakeproxy.gateway.routing import find_operation, scope_of
+from lakeproxy.gateway.xml import error_document
+from lakeproxy.wire_errors import INTERNAL, wire_of
+
+log = logging.getLogger("lakeproxy.gateway")
+
+SERVICES = web.AppKey("services", Services)
+REQUEST_ID = "lakeproxy.request_id"
+
+
+@web.middleware
+async def s3_errors(request: web.Request, handler: Handler) -> web.StreamResponse:  # type: ignore[type-arg]
+    """Give every response a request id, and turn every error into an S3 XML error."""
+    request_id = uuid.uuid4().hex[:16].upper()
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)  # type: ignore[arg-type]
+    except web.HTTPException:
+        raise
+    except LakeproxyError as exc:
+        response = error_response(request, exc, request_id)
+    except Exception as exc:
+        log.exception("internal error on %s %s", request.method, request.path)
+        response = error_response(request, exc, request_id)
+    if not response.prepared:
+        response.headers["x-amz-request-id"] = request_id
+        response.headers.setdefault("Server", "lakeproxy")
+    return response
+
+
+def error_response(request: web.Request, exc: BaseException, request_id: str) -> web.Response:
+    wire = wire_of(exc)
+    if wire is INTERNAL:
+        message = "We encountered an internal error. Please try again."
+    else:
+        message = str(exc)
+    headers = {"x-amz-request-id": request_id, "Server": "lakeproxy"}
+    context = getattr(exc, "context", {})
+    if wire.status == 416 and "size" in context:
+        headers["Content-Range"] = f"bytes */{context['size']}"
+    if wire.status == 503:
+        headers["Retry-After"] = "1"
+    body = b"" if request.method == "HEAD" else error_document(
+        wire.s3_code, message, request.path, request_id
+    )
+    return web.Response(status=wire.status, body=body, headers=headers,
+                        content_type="application/xml")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    raw_path = request.raw_path
+    path, _, raw_query = raw_path.partition("?")
+    target = parse_target(path, request.headers.get("Host", ""), services.config.domain)
+    auth = await sigv4.authenticate(
+        request.method, path, raw_query, request.headers,
+        lookup_secret=services.lookup_secret,
+    )
+    query = parse_query(raw_query)
+    scope = scope_of(target.bucket, target.key)
+    operation = find_operation(scope, request.method, query, request.headers)
+    if operation is None:
+        raise MethodNotAllowed(
+            f"the method {request.method} is not allowed against this resource"
+        )
+    handler = OPERATIONS.get(operation.split(":", 1)[0])
+    if handler is None:
+        raise NotImplementedOperation(
+            f"lakeproxy does not implement the S3 operation {operation}"
+        )
+    ctx = Ctx(request, services, target, query, request[REQUEST_ID], auth.access_key_id, auth)
+    ctx.query.setdefault("__operation__", operation)
+    return await handler(ctx)
+
+
+def create_gateway_app(services: Services) -> web.Application:
+    """The S3 gateway: one catch-all route, the middlewares, and the shared services."""
+    app = web.Application(middlewares=[s3_errors], client_max_size=2 * 1024 * 1024)
+    app[SERVICES] = services
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app

@@ -1,0 +1,377 @@
+"""Object operations: GET, HEAD, PUT, DELETE, DeleteObjects and CopyObject."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import unquote
+
+from aiohttp import web
+from lakeproxy.gateway.body import RequestBody
+
+from lakeproxy.errors import InvalidArgument, LakeproxyError, NotFound, ObjectNotFound
+from lakeproxy.gateway.context import (
+    Ctx,
+    etag_matches,
+    metadata_from_headers,
+    object_headers,
+    parse_http_date,
+    parse_range,
+    quoted,
+    reject_version_id,
+)
+from lakeproxy.gateway.errors import (
+    EntityTooLarge,
+    InvalidDigest,
+    InvalidRequest,
+    MalformedXML,
+    MissingContentLength,
+    NotImplementedOperation,
+)
+from lakeproxy.gateway.operations.buckets import xml_response
+from lakeproxy.gateway.xml import children, iso8601, parse, render, text_of
+from lakeproxy.graveler import Entry
+from lakeproxy.wire_errors import wire_of
+
+MAX_PUT_SIZE = 5 * 1024**3
+READ_CHUNK = 1024 * 1024
+MAX_DELETE_KEYS = 1000
+
+
+class NotModified(Exception):
+    """Raised by precondition checks that answer 304."""
+
+
+def check_preconditions(headers: Mapping[str, str], entry: Entry, prefix: str = "") -> None:
+    """If-Match / If-None-Match / If-(Un)Modified-Since, as S3 evaluates them.
+
+    Raises PreconditionFailed (412) or NotModified (304). `prefix` selects the
+    `x-amz-copy-source-` variants.
+    """
+    from lakeproxy.errors import PreconditionFailed
+
+    if_match = headers.get(prefix + "If-Match")
+    if_none_match = headers.get(prefix + "If-None-Match")
+    if_modified = headers.get(prefix + "If-Modified-Since")
+    if_unmodified = headers.get(prefix + "If-Unmodified-Since")
+    modified = int(entry.last_modified)
+    if if_match is not None and not etag_matches(if_match, entry.etag):
+        raise PreconditionFailed("At least one of the pre-conditions you specified did not hold")
+    if if_match is None and if_unmodified is not None:
+        since = parse_http_date(if_unmodified)
+        if since is not None and modified > since:
+            raise PreconditionFailed(
+                "At least one of the pre-conditions you specified did not hold"
+            )
+    if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+        if prefix:
+            raise PreconditionFailed(
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        raise NotModified
+    if if_none_match is None and if_modified is not None:
+        since = parse_http_date(if_modified)
+        if since is not None and modified <= since:
+            if prefix:
+                raise PreconditionFailed(
+                    "At least one of the pre-conditions you specified did not hold"
+                )
+            raise NotModified
+
+
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+async def _entry_for_read(ctx: Ctx) -> Entry:
+    reject_version_id(ctx.query)
+    if "partNumber" in ctx.query:
+        raise NotImplementedOperation("GET and HEAD by partNumber are not implemented")
+    ref, path = ctx.ref_and_path()
+    try:
+        return await ctx.g.get_entry(ctx.bucket, ref, path)
+    except NotFound as e:
+        await ctx.g.get_repository(ctx.bucket)  # NoSuchBucket first
+        raise ObjectNotFound("The specified key does not exist.", key=ctx.target.key) from e
+
+
+async def get_object(ctx: Ctx) -> web.StreamResponse:
+    return await _read(ctx, body=True)
+
+
+async def head_object(ctx: Ctx) -> web.StreamResponse:
+    return await _read(ctx, body=False)
+
+
+async def _read(ctx: Ctx, *, body: bool) -> web.StreamResponse:
+    entry = await _entry_for_read(ctx)
+    headers = ctx.request.headers
+    try:
+        check_preconditions(headers, entry)
+    except NotModified:
+        return web.Response(status=304, headers={"ETag": quoted(entry.etag),
+                                                 "Last-Modified": object_headers(entry)[
+                                                     "Last-Modified"]})
+    span = parse_range(headers["Range"], entry.size) if "Range" in headers else None
+    out = object_headers(entry, checksum_mode=headers.get("x-amz-checksum-mode") == "ENABLED",
+                         ranged=span is not None)
+    for param, header in RESPONSE_OVERRIDES.items():
+        if param in ctx.query:
+            out[header] = ctx.query[param]
+    status = 200
+    start, end = 0, entry.size
+    if span is not None:
+        start, end = span
+        status = 206
+        out["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
+    out["Content-Length"] = str(end - start)
+    response = _ObjectResponse(status=status, headers=out)
+    if body and end > start:
+        response.source = (ctx, entry, start, end)
+    return response
+
+
+class _ObjectResponse(web.StreamResponse):
+    """Streams an object's bytes: sendfile from a local file when possible, else chunks."""
+
+    source: tuple[Ctx, Entry, int, int] | None = None
+
+    async def prepare(self, request: web.BaseRequest) -> web.AbstractStreamWriter | None:  # type: ignore[override]
+        writer = await super().prepare(request)
+        if self.source is None or request.method == "HEAD":
+            return writer
+        ctx, entry, start, end = self.source
+        repo = await ctx.g.get_repository(ctx.bucket)
+        blocks = await ctx.g.blocks.get(repo.storage_namespace)
+        local = blocks.local_path(entry.address)
+        transport = request.transport
+        if local is not None and transport is not None and transport.get_extra_info(
+            "sslcontext") is None:
+            loop = asyncio.get_running_loop()
+            with await asyncio.to_thread(open, local, "rb") as fobj:
+                try:
+                    await loop.sendfile(transport, fobj, start, end - start)
+                    await super().write_eof()
+                    return writer
+                except NotImplementedError:
+                    pass
+        assert writer is not None
+        async for chunk in ctx.g.open_object(ctx.bucket, entry, start=start, end=end):
+            await writer.write(chunk)
+        return writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self._eof_sent:  # type: ignore[attr-defined]
+            return
+        await super().write_eof(data)
+
+
+def decoded_length(ctx: Ctx) -> int:
+    """The payload length a PUT announces (x-amz-decoded-content-length for aws-chunked)."""
+    headers = ctx.request.headers
+    raw = headers.get("x-amz-decoded-content-length")
+    if raw is None and "aws-chunked" not in headers.get("Content-Encoding", ""):
+        raw = headers.get("Content-Length")
+    if raw is None:
+        if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return -1
+        raise MissingContentLength("You must provide the Content-Length HTTP header.")
+    try:
+        size = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid content length {raw!r}") from None
+    if size < 0:
+        raise InvalidArgument("the content length cannot be negative")
+    if size > MAX_PUT_SIZE:
+        raise EntityTooLarge(
+            "Your proposed upload exceeds the maximum allowed size (5 GiB for one PUT; use a "
+            "multipart upload)"
+        )
+    return size
+
+
+def request_body(ctx: Ctx) -> RequestBody:
+    return RequestBody(ctx.request.content.iter_chunked(READ_CHUNK), ctx.auth,
+                       ctx.request.headers)
+
+
+def conditional_write(ctx: Ctx) -> tuple[str | None, bool]:
+    headers = ctx.request.headers
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise NotImplementedOperation("If-None-Match on writes supports only '*'")
+    return headers.get("If-Match"), if_none_match is not None
+
+
+async def put_object(ctx: Ctx) -> web.StreamResponse:
+    reject_version_id(ctx.query)
+    ref, path = ctx.ref_and_path()
+    size = decoded_length(ctx)
+    if_match, if_none_match = conditional_write(ctx)
+    body = request_body(ctx)
+    entry = await ctx.g.put_object(
+        ctx.bucket, ref, path, body,
+        content_type=ctx.request.headers.get("Content-Type"),
+        metadata=metadata_from_headers(ctx.request.headers),
+        checksums=lambda: body.checksums,
+        if_match=if_match, if_none_match=if_none_match,
+        expected_size=size if size >= 0 else None,
+    )
+    headers = {"ETag": quoted(entry.etag)}
+    for algorithm, value in entry.checksums.items():
+        headers[f"x-amz-checksum-{algorithm}"] = value
+    return web.Response(headers=headers)
+
+
+async def delete_object(ctx: Ctx) -> web.StreamResponse:
+    reject_version_id(ctx.query)
+    ref, path = ctx.ref_and_path()
+    with contextlib.suppress(ObjectNotFound):  # deleting a missing key succeeds, as on S3
+        await ctx.g.delete_entry(ctx.bucket, ref, path)
+    return web.Response(status=204)
+
+
+async def delete_objects(ctx: Ctx) -> web.StreamResponse:
+    headers = ctx.request.headers
+    if "Content-MD5" not in headers and not any(
+        h.lower().startswith("x-amz-checksum-") for h in headers
+    ) and "x-amz-sdk-checksum-algorithm" not in headers:
+        raise InvalidRequest(
+            "Missing required header for this request: Content-MD5 or x-amz-checksum-*"
+        )
+    raw = b"".join([chunk async for chunk in request_body(ctx)])
+    doc = parse(raw, "Delete")
+    quiet = (text_of(doc, "Quiet", "false") or "").strip().lower() == "true"
+    objects = children(doc, "Object")
+    if len(objects) > MAX_DELETE_KEYS:
+        raise MalformedXML(f"a DeleteObjects request may name at most {MAX_DELETE_KEYS} keys")
+    await ctx.g.get_repository(ctx.bucket)
+    results: list[tuple[str, object]] = []
+    for obj in objects:
+        key = text_of(obj, "Key")
+        if key is None:
+            raise MalformedXML("every <Object> needs a <Key>")
+        try:
+            version = text_of(obj, "VersionId")
+            if version not in (None, "null"):
+                raise InvalidRequest("only versionId=null is accepted")
+            ref, _, path = key.partition("/")
+            if not path:
+                raise InvalidArgument(f"key {key!r} names no path under a ref")
+            await ctx.g.delete_entry(ctx.bucket, ref, path)
+        except ObjectNotFound:
+            pass
+        except LakeproxyError as e:
+            wire = wire_of(e)
+            results.append(("Error", [("Key", key), ("Code", wire.s3_code),
+                                      ("Message", str(e))]))
+            continue
+        if not quiet:
+            results.append(("Deleted", [("Key", key)]))
+    return xml_response(render("DeleteResult", results))
+
+
+def parse_copy_source(header: str) -> tuple[str, str, str]:
+    """(bucket, ref, path) of `x-amz-copy-source: [/]bucket/REF/path[?versionId=...]`."""
+    source, _, query = header.partition("?")
+    if query and query not in ("versionId=null",):
+        raise InvalidRequest("copy sources accept only versionId=null")
+    try:
+        decoded = unquote(source, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidArgument("x-amz-copy-source is not valid UTF-8") from None
+    bucket, _, key = decoded.lstrip("/").partition("/")
+    ref, _, path = key.partition("/")
+    if not bucket or not ref or not path or "\x00" in decoded:
+        raise InvalidArgument(
+            "x-amz-copy-source must be BUCKET/REF/path (URL-encoded)", copy_source=header
+        )
+    return bucket, ref, path
+
+
+async def source_entry(ctx: Ctx) -> tuple[str, Entry]:
+    bucket, ref, path = parse_copy_source(ctx.request.headers["x-amz-copy-source"])
+    try:
+        entry = await ctx.g.get_entry(bucket, ref, path)
+    except NotFound as e:
+        await ctx.g.get_repository(bucket)
+        raise ObjectNotFound("The specified key does not exist.", key=f"{ref}/{path}") from e
+    try:
+        check_preconditions(ctx.request.headers, entry, prefix="x-amz-copy-source-")
+    except NotModified:  # pragma: no cover - copy-source conditions never answer 304
+        raise
+    return bucket, entry
+
+
+async def copy_object(ctx: Ctx) -> web.StreamResponse:
+    ref, path = ctx.ref_and_path()
+    src_bucket, entry = await source_entry(ctx)
+    headers = ctx.request.headers
+    directive = headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise InvalidArgument("x-amz-metadata-directive must be COPY or REPLACE")
+    if directive == "REPLACE":
+        content_type = headers.get("Content-Type") or entry.content_type
+        metadata: dict[str, str] | None = metadata_from_headers(headers)
+    else:
+        content_type, metadata = None, None
+    if src_bucket == ctx.bucket:
+        new = await ctx.g.copy_entry(ctx.bucket, *_src_ref_path(ctx), ref, path,
+                                     content_type=content_type, metadata=metadata)
+    else:
+        new = await ctx.g.put_object(
+            ctx.bucket, ref, path, ctx.g.open_object(src_bucket, entry),
+            content_type=content_type or entry.content_type,
+            metadata=metadata if metadata is not None else entry.metadata,
+            checksums=entry.checksums, expected_size=entry.size,
+        )
+    return xml_response(render("CopyObjectResult", [
+        ("LastModified", iso8601(new.last_modified)), ("ETag", quoted(new.etag)),
+    ]))
+
+
+def _src_ref_path(ctx: Ctx) -> tuple[str, str]:
+    _, ref, path = parse_copy_source(ctx.request.headers["x-amz-copy-source"])
+    return ref, path
+
+
+def content_md5(ctx: Ctx) -> bytes | None:
+    raw = ctx.request.headers.get("Content-MD5")
+    if raw is None:
+        return None
+    try:
+        digest = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidDigest("The Content-MD5 you specified was invalid") from None
+    if len(digest) != 16:
+        raise InvalidDigest("The Content-MD5 you specified was invalid")
+    return digest
+
+
+async def ranged_source(ctx: Ctx, bucket: str, entry: Entry, header: str | None
+                        ) -> AsyncIterator[bytes]:
+    start, end = 0, entry.size
+    if header:
+        unit, _, spec = header.partition("=")
+        first, _, last = spec.partition("-")
+        try:
+            start, end = int(first), int(last) + 1
+        except ValueError:
+            raise InvalidArgument(
+                "x-amz-copy-source-range must be bytes=first-last") from None
+        if unit != "bytes" or start < 0 or end > entry.size or end <= start:
+            raise InvalidArgument(
+                f"The x-amz-copy-source-range value must be of the form bytes=first-last "
+                f"where first and last are within the {entry.size}-byte source object")
+    async for chunk in ctx.g.open_object(bucket, entry, start=start, end=end):
+        yield chunk
+

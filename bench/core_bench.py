@@ -48,7 +48,7 @@ def key_of(i: int) -> str:
 
 def entry_of(i: int, version: int = 0) -> Entry:
     return Entry(
-        f"data/2026112600/{i:09d}{version:04d}{'0' * 19}",
+        f"data/2026112600/{i:016x}{version:016x}",
         1000 + i + version,
         f"{(i * 7919 + version) % (1 << 128):032x}",
         f"{(i * 104729 + version) % (1 << 128):032x}",

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
-from urllib.parse import unquote
 
 from aiohttp import web
 
 from lakeproxy.errors import InvalidArgument
+from lakeproxy.gateway import sigv4
 from lakeproxy.gateway.addressing import Target
 from lakeproxy.gateway.errors import InvalidRequest
 from lakeproxy.graveler import Entry, Graveler
@@ -73,17 +73,10 @@ Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
 def parse_query(raw_query: str) -> dict[str, str]:
-    """Query parameters from the raw query string; `+` stays a plus, first value wins."""
+    """Query parameters as the signature check read them; the first of repeated keys wins."""
     out: dict[str, str] = {}
-    if not raw_query:
-        return out
-    for part in raw_query.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        key = unquote(name, errors="strict")
-        if key not in out:
-            out[key] = unquote(value, errors="strict")
+    for key, value in sigv4.parse_query(raw_query):
+        out.setdefault(key, value)
     return out
 
 

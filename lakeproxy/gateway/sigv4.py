@@ -81,8 +81,6 @@ class HeaderMultiMap(Protocol):
 
     def getall(self, key: str, default: list[str], /) -> list[str]: ...
 
-    def keys(self) -> object: ...
-
 
 class PayloadMode(enum.Enum):
     """What ``x-amz-content-sha256`` (or the presigned equivalent) announces for the body."""
@@ -467,7 +465,7 @@ async def _authenticate_header(
             except (TypeError, ValueError, IndexError):
                 when = None
             if when is not None and when.tzinfo is None:
-                when = None  # "-0000": no time zone information
+                when = when.replace(tzinfo=UTC)  # "-0000" (botocore's formatdate): UTC
         date_header = "date"
     if when is None:
         raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")

@@ -10,6 +10,7 @@ identity are the same object for diff and merge, so re-uploading identical bytes
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,13 +49,17 @@ class Entry:
         return entry_identity(self.size, self.etag, self.content_type, self.metadata)
 
     def encode(self) -> bytes:
-        """Identity prefix + msgpack body: the form stored in staging rows and ranges."""
+        """Identity prefix + msgpack body: the form stored in staging rows and ranges.
+
+        Hex digests and lakeproxy's own physical addresses are stored as raw bytes, which
+        makes ranges (and so every commit, diff and merge) about a third smaller.
+        """
         body = msgpack.packb(
             [
-                self.address,
+                _pack_address(self.address),
                 self.size,
-                self.etag,
-                self.checksum,
+                _pack_hex(self.etag),
+                _pack_hex(self.checksum),
                 self.last_modified,
                 self.content_type,
                 dict(self.metadata) or None,
@@ -68,7 +73,35 @@ class Entry:
         address, size, etag, checksum, mtime, ctype, meta, sums = msgpack.unpackb(
             raw[IDENTITY_BYTES:]
         )
-        return cls(address, size, etag, checksum, mtime, ctype, meta or {}, sums or {})
+        return cls(
+            _unpack_address(address), size, _unpack_hex(etag), _unpack_hex(checksum), mtime,
+            ctype, meta or {}, sums or {},
+        )
+
+
+_HEX = re.compile(r"[0-9a-f]{32}")
+_OWN_ADDRESS = re.compile(r"data/([0-9]{10})/([0-9a-f]{32})")
+
+
+def _pack_hex(text: str) -> str | bytes:
+    return bytes.fromhex(text) if _HEX.fullmatch(text) else text
+
+
+def _unpack_hex(value: str | bytes) -> str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def _pack_address(address: str) -> str | bytes:
+    m = _OWN_ADDRESS.fullmatch(address)
+    if m is None:
+        return address
+    return int(m.group(1)).to_bytes(5, "big") + bytes.fromhex(m.group(2))
+
+
+def _unpack_address(value: str | bytes) -> str:
+    if isinstance(value, str):
+        return value
+    return f"data/{int.from_bytes(value[:5], 'big'):010d}/{value[5:].hex()}"
 
 
 def same_identity(a: bytes, b: bytes) -> bool:

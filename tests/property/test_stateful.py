@@ -65,7 +65,7 @@ REPO = "stateful-repo"
 MAIN = "main"
 # A small key space: a top-level key and keys under two prefixes (one with a nested prefix),
 # so listings with a delimiter roll keys up and prefix resets touch several keys.
-KEYS = ["a/1", "a/2", "b/1", "b/x/1", "top"]
+KEYS = ["a/1", "a/2", "a/3", "b/1", "b/x/1", "b/x/2", "top"]
 PREFIXES = ["a/", "b/", "b/x/", ""]
 # A few distinct contents (including the empty object) so identical re-uploads happen.
 CONTENTS = [b"", b"one", b"two", b"three"]
@@ -217,6 +217,8 @@ class GravelerMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.g: Graveler = self.run(self._open())
         self.model = Model()
+        self.checks = 0
+        self.bytes_at: dict[str, bytes] = {}
         self.run(self.g.create_repository(REPO))
         first = self.run(self.g.get_commit(REPO, MAIN))
         assert first.parents == ()
@@ -563,10 +565,23 @@ class GravelerMachine(RuleBasedStateMachine):
         assert {b.name: b.head for b in branches} == {
             name: mb.head for name, mb in m.branches.items()
         }
-        for name in sorted(m.branches):
-            await self._check_branch(name)
+        names = sorted(m.branches)
+        # Paginated reads cost more: one branch per step gets them, in turn.
+        self.checks += 1
+        paged = names[self.checks % len(names)]
+        for name in names:
+            await self._check_branch(name, paged=name == paged)
 
-    async def _check_branch(self, name: str) -> None:
+    async def _read(self, ref: str, key: str) -> bytes:
+        """The bytes at `key`; an address once read is not read again (objects never change)."""
+        entry = await self.g.get_entry(REPO, ref, key)
+        if entry.address not in self.bytes_at:
+            self.bytes_at[entry.address] = await read(self.g, REPO, ref, key)
+        data = self.bytes_at[entry.address]
+        assert (entry.size, entry.etag) == (len(data), md5(data))
+        return data
+
+    async def _check_branch(self, name: str, *, paged: bool) -> None:
         g, m = self.g, self.model
         mb = m.branches[name]
         view, committed = m.view(name), m.committed(name)
@@ -575,12 +590,12 @@ class GravelerMachine(RuleBasedStateMachine):
         # Reads: every key of the key space, bytes included.
         for key in KEYS:
             if key in view:
-                assert await read(g, REPO, name, key) == view[key], f"{where}: {key}"
+                assert await self._read(name, key) == view[key], f"{where}: {key}"
             else:
                 with pytest.raises(ObjectNotFound):
                     await g.get_entry(REPO, name, key)
 
-        # Listings, with and without staging.
+        # Listings, with and without the uncommitted changes.
         for ref, snap in ((name, view), (f"{name}@", committed)):
             got = [(k, e) async for k, e in g.iter_entries(REPO, ref)]
             assert [(k, e.size, e.etag) for k, e in got] == [
@@ -588,23 +603,22 @@ class GravelerMachine(RuleBasedStateMachine):
             ], f"iter_entries {ref}"
             for prefix in ("a/", "b/"):
                 got_keys = [k async for k, _ in g.iter_entries(REPO, ref, prefix=prefix)]
-                assert got_keys == sorted(k for k in snap if k.startswith(prefix))
+                assert got_keys == sorted(k for k in snap if k.startswith(prefix)), (
+                    f"iter_entries {ref} prefix {prefix!r}"
+                )
         for prefix in ("", "b/"):
+            want = _rolled_up(view, prefix)
             page = await g.list_entries(REPO, name, prefix=prefix, delimiter="/")
-            want_keys, want_prefixes = [], set()
-            for key in sorted(view):
-                if not key.startswith(prefix):
-                    continue
-                rest = key[len(prefix):]
-                if "/" in rest:
-                    want_prefixes.add(prefix + rest[: rest.index("/") + 1])
-                else:
-                    want_keys.append(key)
-            assert [k for k, _ in page.entries] == want_keys, f"{where}: list {prefix!r}"
-            assert page.common_prefixes == sorted(want_prefixes), f"{where}: list {prefix!r}"
+            assert ([k for k, _ in page.entries], page.common_prefixes) == want, (
+                f"{where}: list {prefix!r}"
+            )
             assert not page.has_more
+            if paged:
+                assert await self._list_one_by_one(name, prefix) == want, (
+                    f"{where}: list {prefix!r} one item per page"
+                )
 
-        # History.
+        # History: first-parent chain in order, and every ancestor by generation then id.
         commits, more = await g.log(REPO, name, first_parent=True, limit=1000)
         assert not more
         assert [c.id for c in commits] == m.first_parent_chain(mb.head), f"{where}: log"
@@ -617,18 +631,81 @@ class GravelerMachine(RuleBasedStateMachine):
         for c in commits:
             mc = m.commits[c.id]
             assert (c.parents, c.generation) == (mc.parents, mc.generation)
+        if paged:
+            for first_parent, want_log in (
+                (True, m.first_parent_chain(mb.head)), (False, want_ids)
+            ):
+                assert await self._log_in_pages(name, first_parent) == want_log, (
+                    f"{where}: log in pages (first_parent={first_parent})"
+                )
 
         # Diffs: committed against main, and uncommitted against the head.
-        changes, more = await g.diff(REPO, MAIN, name)
-        assert not more
-        assert _changes(changes) == diff_snapshots(m.committed(MAIN), committed), (
-            f"diff main..{name}"
-        )
-        changes, more = await g.diff_uncommitted(REPO, name)
-        assert not more
-        assert _changes(changes) == diff_snapshots(committed, view), (
-            f"diff_uncommitted {name}"
-        )
+        for uncommitted, want_changes in (
+            (False, diff_snapshots(m.committed(MAIN), committed)),
+            (True, diff_snapshots(committed, view)),
+        ):
+            what = f"diff_uncommitted {name}" if uncommitted else f"diff main..{name}"
+            changes = await self._diff_pages(name, uncommitted, 1000)
+            assert _changes(changes) == want_changes, what
+            if paged:
+                changes = await self._diff_pages(name, uncommitted, 1)
+                assert _changes(changes) == want_changes, f"{what}, one change per page"
+
+    async def _list_one_by_one(self, ref: str, prefix: str) -> tuple[list[str], list[str]]:
+        keys: list[str] = []
+        prefixes: list[str] = []
+        after = ""
+        while True:
+            page = await self.g.list_entries(
+                REPO, ref, prefix=prefix, delimiter="/", after=after, limit=1
+            )
+            items = [k for k, _ in page.entries] + page.common_prefixes
+            assert len(items) == 1 or (not items and not keys and not prefixes), page
+            keys += [k for k, _ in page.entries]
+            prefixes += page.common_prefixes
+            if not page.has_more:
+                return keys, prefixes
+            assert page.next_after == items[0], page
+            after = page.next_after
+
+    async def _log_in_pages(self, ref: str, first_parent: bool) -> list[str]:
+        ids: list[str] = []
+        while True:
+            page, more = await self.g.log(
+                REPO, ref, first_parent=first_parent, after=ids[-1] if ids else None, limit=2
+            )
+            assert len(page) == 2 or not more
+            ids += [c.id for c in page]
+            if not more:
+                return ids
+
+    async def _diff_pages(self, name: str, uncommitted: bool, limit: int) -> list[Change]:
+        changes: list[Change] = []
+        while True:
+            after = changes[-1].key if changes else ""
+            if uncommitted:
+                page, more = await self.g.diff_uncommitted(REPO, name, after=after, limit=limit)
+            else:
+                page, more = await self.g.diff(REPO, MAIN, name, after=after, limit=limit)
+            assert len(page) == limit or not more
+            assert page or not changes, "an empty page after a page that announced more"
+            changes += page
+            if not more:
+                return changes
+
+
+def _rolled_up(snapshot: Snapshot, prefix: str) -> tuple[list[str], list[str]]:
+    """An S3 listing with delimiter "/": the keys and the common prefixes under `prefix`."""
+    keys, prefixes = [], set()
+    for key in sorted(snapshot):
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix) :]
+        if "/" in rest:
+            prefixes.add(prefix + rest[: rest.index("/") + 1])
+        else:
+            keys.append(key)
+    return keys, sorted(prefixes)
 
 
 def _changes(changes: list[Change]) -> list[tuple[str, DiffType, Any, Any]]:
@@ -650,7 +727,7 @@ class SqliteGravelerMachine(GravelerMachine):
 # Real range sizes put this key space in a single range. Tiny ones give every snapshot a
 # several-level tree, so diffs skip shared subtrees, commits and merges rewrite some ranges
 # and take others whole, and cursors seek across ranges.
-TINY_SHAPE = Shape(leaf_mask=1, leaf_min=1, leaf_max=3, index_mask=1, index_min=2, index_max=3)
+TINY_SHAPE = Shape(leaf_mask=1, leaf_min=1, leaf_max=2, index_mask=1, index_min=2, index_max=2)
 
 
 def _settings(max_examples: int) -> settings:

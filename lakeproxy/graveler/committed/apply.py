@@ -15,6 +15,8 @@ ChangeBatch = tuple[list[bytes], list[bytes | None]]
 
 _FLUSH_BYTES = 4 * 1024 * 1024
 _WRITES_IN_FLIGHT = 2
+_PREFETCH_NODES = 1024
+_READS_IN_FLIGHT = 3
 _YIELD_EVERY = 4096
 
 
@@ -51,6 +53,23 @@ class ChangeStream:
         return True
 
 
+def _touched(node: Index, ckeys: list[bytes], pos: int, rightmost: bool) -> list[NodeRef]:
+    """The children of `node` that the sorted change keys ckeys[pos:] fall in."""
+    end = len(ckeys)
+    out: list[NodeRef] = []
+    pos = bisect_right(ckeys, node.refs[0].first, pos) - 1 if pos < end else pos
+    pos = max(pos, 0)
+    last = len(node.refs) - 1
+    for i, child in enumerate(node.refs):
+        if pos >= end:
+            break
+        nxt = end if rightmost and i == last else bisect_right(ckeys, child.last, pos)
+        if nxt > pos and child.count:
+            out.append(child)
+        pos = nxt
+    return out
+
+
 class _Applier:
     def __init__(self, trees: TreeStore, changes: ChangeStream, writer: TreeWriter) -> None:
         self.trees = trees
@@ -58,6 +77,7 @@ class _Applier:
         self.writer = writer
         self.since_yield = 0
         self.writes: list[asyncio.Task[None]] = []
+        self.reads: list[asyncio.Task[None]] = []
 
     async def walk(self, ref: NodeRef, rightmost: bool) -> None:
         changes = self.changes
@@ -73,7 +93,7 @@ class _Applier:
             return
         node = await self.trees.load(ref.id)
         if isinstance(node, Index):
-            await self.prefetch(node, rightmost)
+            await self.read_ahead(node, rightmost)
             await self.walk_children(node, rightmost)
         else:
             await self.merge_leaf(node, None if rightmost else ref.last)
@@ -97,26 +117,42 @@ class _Applier:
                 writer.add_ref_run(refs, i, j)
                 i = j
                 continue
+            if i < last:
+                # While this child is worked on, read what the next one will need.
+                sibling = self.trees.cache.get(refs[i + 1].id)
+                if isinstance(sibling, Index):
+                    await self.read_ahead(sibling, rightmost and i + 1 == last)
             await self.walk(refs[i], rightmost and i == last)
             i += 1
 
     async def prefetch(self, node: Index, rightmost: bool) -> None:
-        """Load, in one round trip, the children that changes of the current batch fall in."""
+        """Load the nodes the current batch of changes falls in, level by level down to the
+        ranges: one round trip per level instead of one per node."""
         changes = self.changes
         if not await changes.fill():
             return
-        ckeys, pos, end = changes.keys, changes.pos, len(changes.keys)
-        wanted = []
-        last = len(node.refs) - 1
-        for i, child in enumerate(node.refs):
-            if pos >= end:
-                break
-            nxt = end if rightmost and i == last else bisect_right(ckeys, child.last, pos)
-            if nxt > pos and child.count:
-                wanted.append(child.id)
-            pos = nxt
-        if len(wanted) > 1:
-            await self.trees.load_many(wanted)
+        ckeys, start = changes.keys, changes.pos
+        frontier: list[tuple[Index, bool]] = [(node, rightmost)]
+        while frontier:
+            wanted: list[NodeRef] = []
+            for parent, right in frontier:
+                wanted += _touched(parent, ckeys, start, right)
+                if len(wanted) >= _PREFETCH_NODES:
+                    break
+            missing = [r.id for r in wanted if r.id not in self.trees.cache]
+            if missing:
+                await self.trees.load_many(missing)
+            frontier = []
+            for ref in wanted:
+                child = self.trees.cache.get(ref.id)
+                if isinstance(child, Index):
+                    frontier.append((child, rightmost and ref.last == node.refs[-1].last))
+
+    async def read_ahead(self, node: Index, rightmost: bool) -> None:
+        """Prefetch what `node`'s subtree needs in the background, a bounded number at once."""
+        self.reads = [t for t in self.reads if not t.done()]
+        if len(self.reads) < _READS_IN_FLIGHT:
+            self.reads.append(asyncio.create_task(self.prefetch(node, rightmost)))
 
     async def flush(self) -> None:
         """Store the nodes built so far in the background, a bounded number at a time."""
@@ -126,6 +162,9 @@ class _Applier:
         self.writes.append(asyncio.create_task(self.trees.write(nodes)))
 
     async def drain(self) -> None:
+        for task in self.reads:
+            task.cancel()
+        await asyncio.gather(*self.reads, return_exceptions=True)
         writes, self.writes = self.writes, []
         try:
             await asyncio.gather(*writes)

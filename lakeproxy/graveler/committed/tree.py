@@ -9,6 +9,7 @@ so identical nodes are stored once and shared by every commit that contains them
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -56,13 +57,29 @@ class Index:
 Node = Leaf | Index
 
 
+def _common_prefix(first: bytes, last: bytes) -> int:
+    """Length of the prefix shared by every key of a sorted run (that of its first and last)."""
+    n = min(len(first), len(last))
+    i = 0
+    while i < n and first[i] == last[i]:
+        i += 1
+    return i
+
+
 def encode_leaf(keys: list[bytes], values: list[bytes]) -> bytes:
-    return msgpack.packb([0, keys, values])
+    """[0, shared key prefix, key suffixes, encoded entries]: keys of a range share long
+    prefixes (folders), so storing the prefix once keeps ranges small."""
+    if not keys:
+        return msgpack.packb([0, b"", [], []])
+    p = _common_prefix(keys[0], keys[-1])
+    return msgpack.packb([0, keys[0][:p], [k[p:] for k in keys] if p else keys, values])
 
 
 def encode_index(level: int, refs: list[NodeRef]) -> bytes:
+    p = _common_prefix(refs[0].first, refs[-1].last)
     return msgpack.packb(
-        [level, [[r.id, r.first, r.last, r.count, r.nbytes] for r in refs]]
+        [level, refs[0].first[:p],
+         [[r.id, r.first[p:], r.last[p:], r.count, r.nbytes] for r in refs]]
     )
 
 
@@ -71,11 +88,11 @@ def node_id(raw: bytes) -> bytes:
 
 
 def decode_node(raw: bytes) -> Node:
-    level, *rest = msgpack.unpackb(raw)
+    level, prefix, *rest = msgpack.unpackb(raw)
     if level == 0:
-        keys, values = rest
-        return Leaf(keys, values)
-    refs = [NodeRef(i, f, la, c, b, level - 1) for i, f, la, c, b in rest[0]]
+        suffixes, values = rest
+        return Leaf([prefix + k for k in suffixes] if prefix else suffixes, values)
+    refs = [NodeRef(i, prefix + f, prefix + la, c, b, level - 1) for i, f, la, c, b in rest[0]]
     return Index(level, refs, [r.last for r in refs])
 
 
@@ -148,12 +165,20 @@ class TreeStore:
         self.store = store
         self.partition = partition
         self.cache = cache
+        # Nodes being read by a `load_many` right now: a `load` of one waits for that read.
+        self._inflight: dict[bytes, asyncio.Future[None]] = {}
 
     async def load(self, ref_id: bytes) -> Node:
         """Return the decoded node; raises StorageError if a referenced node is missing."""
         node = self.cache.get(ref_id)
         if node is not None:
             return node
+        pending = self._inflight.get(ref_id)
+        if pending is not None:
+            await asyncio.shield(pending)
+            node = self.cache.get(ref_id)
+            if node is not None:
+                return node
         raw = await self.store.get(self.partition, ref_id)
         if raw is None:
             if ref_id == EMPTY_ROOT.id:
@@ -166,12 +191,20 @@ class TreeStore:
 
     async def load_many(self, ids: list[bytes]) -> None:
         """Bring the given nodes into the cache with one read of the store."""
-        missing = [i for i in ids if i not in self.cache]
+        missing = [i for i in ids if i not in self.cache and i not in self._inflight]
         if not missing:
             return
-        found = await self.store.get_many(self.partition, missing)
-        for nid, raw in found.items():
-            self.cache.put(nid, decode_node(raw), len(raw))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for nid in missing:
+            self._inflight[nid] = done
+        try:
+            found = await self.store.get_many(self.partition, missing)
+            for nid, raw in found.items():
+                self.cache.put(nid, decode_node(raw), len(raw))
+        finally:
+            for nid in missing:
+                self._inflight.pop(nid, None)
+            done.set_result(None)
 
     async def root(self, metarange_id: str) -> NodeRef:
         """The reference of a snapshot's root, from the metarange id stored in a commit."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sqlite3
@@ -57,6 +58,32 @@ def entry_of(i: int, version: int = 0) -> Entry:
     )
 
 
+class StallMeter:
+    """The longest time the event loop went without running a 1 ms ticker."""
+
+    def __init__(self) -> None:
+        self.max_gap = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.max_gap = max(self.max_gap, now - last - 0.001)
+            last = now
+
+    async def __aenter__(self) -> StallMeter:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 class Bench:
     def __init__(self, g: Graveler, repeat: int, emit: Callable[[dict[str, Any]], None]) -> None:
         self.g = g
@@ -75,15 +102,18 @@ class Bench:
                 repo, "main",
                 [(key_of(i), entry_of(i)) for i in range(start, min(n, start + 100_000))],
             )
+        ticker = StallMeter()
         t0 = time.perf_counter()
-        await self.g.commit(repo, "main", f"{n} objects")
+        async with ticker:
+            await self.g.commit(repo, "main", f"{n} objects")
         seconds = time.perf_counter() - t0
         stats = self.g.last_commit_stats
         root = await self.g.root_of(await self.g.get_repository(repo),
                                     (await self.g.get_commit(repo, "main")).id)
         self.manifest_bytes = root.nbytes
         self.emit({"op": "commit", "objects": 0, "changes": n, "seconds": seconds,
-                   "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes})
+                   "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes,
+                   "max_loop_stall_ms": round(ticker.max_gap * 1000, 1)})
 
     async def stage_changes(self, repo: str, branch: str, n: int, k: int, version: int) -> None:
         rnd = random.Random(k * 31 + version)
@@ -203,7 +233,9 @@ def main() -> None:
                    if row["manifest_bytes"] else 0)
             print(f"{row['op']:7} N={row['objects']:>9,} K={row['changes']:>9,} "
                   f"{row['seconds'] * 1000:>11.2f} ms  wrote {row['bytes_written']:>12,} B "
-                  f"({pct:6.2f}% of manifest)", flush=True)
+                  f"({pct:6.2f}% of manifest)"
+                  + (f"  loop stall max {row['max_loop_stall_ms']} ms"
+                     if "max_loop_stall_ms" in row else ""), flush=True)
 
     asyncio.run(run(objects, changes, args.repeat, emit))
 

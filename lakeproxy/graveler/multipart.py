@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -138,9 +138,14 @@ class MultipartMixin:
         number: int,
         chunks: AsyncIterable[bytes],
         *,
-        checksums: Mapping[str, str] | None = None,
+        checksums: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
     ) -> Part:
-        """Store part `number` (1..10000) of an upload; uploading a number again replaces it."""
+        """Store part `number` (1..10000) of an upload; uploading a number again replaces it.
+
+        `checksums` (client-supplied checksums to keep with the part) may be a function,
+        called once the bytes are in, for checksums that arrive after the body (aws-chunked
+        trailers).
+        """
         if not 1 <= number <= MAX_PARTS:
             raise InvalidArgument(f"part number must be between 1 and {MAX_PARTS}")
         repo = await self.refs.get_repository(repo_name)
@@ -149,7 +154,8 @@ class MultipartMixin:
         hasher = _Hasher(chunks)
         await blocks.put_part(upload.address, upload.block_upload_id, number, hasher)
         part = Part(number, hasher.md5.hexdigest(), hasher.size, hasher.xxh.hexdigest(),
-                    time.time(), dict(checksums or {}))
+                    time.time(),
+                    dict((checksums() if callable(checksums) else checksums) or {}))
         await self.store.set(Partitions.of(repo).uploads, _part_key(upload_id, number),
                              part.encode())
         return part

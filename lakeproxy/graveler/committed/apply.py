@@ -17,7 +17,7 @@ _FLUSH_BYTES = 4 * 1024 * 1024
 _WRITES_IN_FLIGHT = 2
 _PREFETCH_NODES = 1024
 _READS_IN_FLIGHT = 3
-_YIELD_EVERY = 4096
+_YIELD_EVERY = 2048
 
 
 class ChangeStream:
@@ -185,6 +185,8 @@ class _Applier:
             stop = bound is not None and ckeys[end - 1] > bound
             if stop:
                 end = bisect_right(ckeys, bound, pos, end)
+            if end - pos > _YIELD_EVERY:  # keep each stretch without a yield short
+                end, stop = pos + _YIELD_EVERY, False
             while pos < end:
                 if i >= n:
                     writer.add_new(ckeys, cvals, pos, end)

@@ -51,6 +51,7 @@ WIRE: dict[type[BaseException], Wire] = {
     s3.InvalidDigest: Wire(400, "InvalidDigest"),
     s3.IncompleteBody: Wire(400, "IncompleteBody"),
     s3.MalformedXML: Wire(400, "MalformedXML"),
+    s3.MaxMessageLengthExceeded: Wire(400, "MaxMessageLengthExceeded"),
     s3.InvalidRequest: Wire(400, "InvalidRequest"),
     s3.MissingContentLength: Wire(411, "MissingContentLength"),
     s3.EntityTooLarge: Wire(400, "EntityTooLarge"),

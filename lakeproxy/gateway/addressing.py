@@ -6,6 +6,7 @@ invalid UTF-8 percent-encoded (so `%25ff` and `%ff` would collide) and turns `%2
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -20,8 +21,14 @@ class Target:
     key: str
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def decode_component(raw: str) -> str:
-    """Percent-decode one URL component to strict UTF-8; NUL bytes are refused."""
+    """Percent-decode one URL component to strict UTF-8; NUL bytes and malformed escapes
+    (a `%` not followed by two hex digits) are refused, as the signature check does."""
+    if _BAD_ESCAPE.search(raw):
+        raise InvalidURI(f"the request path contains a malformed %-escape: {raw[:100]!r}")
     data = unquote_to_bytes(raw)
     try:
         text = data.decode("utf-8")

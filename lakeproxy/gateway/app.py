@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import uuid
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from lakeproxy.errors import LakeproxyError
 from lakeproxy.gateway import sigv4
 from lakeproxy.gateway.addressing import parse_target
 from lakeproxy.gateway.context import Ctx, Handler, Services, parse_query
-from lakeproxy.gateway.errors import MethodNotAllowed, NotImplementedOperation
+from lakeproxy.gateway.errors import IncompleteBody, MethodNotAllowed, NotImplementedOperation
 from lakeproxy.gateway.operations import OPERATIONS
 from lakeproxy.gateway.routing import find_operation, scope_of
 from lakeproxy.gateway.xml import error_document
@@ -35,10 +35,23 @@ async def s3_errors(request: web.Request, handler: Handler) -> web.StreamRespons
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)  # type: ignore[arg-type]
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        exc.headers["x-amz-request-id"] = request_id
         raise
     except LakeproxyError as exc:
         response = error_response(request, exc, request_id)
+    except (ConnectionError, ClientPayloadError) as exc:
+        if not _client_gone(request):
+            log.exception("internal error on %s %s", request.method, request.path)
+            response = error_response(request, exc, request_id)
+        else:
+            # The client went away mid-request (typically mid-upload): nothing was stored,
+            # and nobody is left to answer. Not a server error.
+            log.info("client disconnected during %s %s (%s)", request.method,
+                     request.path, type(exc).__name__)
+            response = error_response(
+                request, IncompleteBody("the client disconnected before the body ended"),
+                request_id)
     except Exception as exc:
         log.exception("internal error on %s %s", request.method, request.path)
         response = error_response(request, exc, request_id)
@@ -46,6 +59,11 @@ async def s3_errors(request: web.Request, handler: Handler) -> web.StreamRespons
         response.headers["x-amz-request-id"] = request_id
         response.headers.setdefault("Server", "lakeproxy")
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def error_response(request: web.Request, exc: BaseException, request_id: str) -> web.Response:
@@ -69,8 +87,7 @@ def error_response(request: web.Request, exc: BaseException, request_id: str) ->
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    raw_path = request.raw_path
-    path, _, raw_query = raw_path.partition("?")
+    path, raw_query = sigv4.split_raw_target(request.raw_path)
     target = parse_target(path, request.headers.get("Host", ""), services.config.domain)
     auth = await sigv4.authenticate(
         request.method, path, raw_query, request.headers,

@@ -13,8 +13,10 @@ from aiohttp import web
 from lakeproxy.errors import InvalidArgument
 from lakeproxy.gateway import sigv4
 from lakeproxy.gateway.addressing import Target
-from lakeproxy.gateway.errors import InvalidRequest
+from lakeproxy.gateway.errors import InvalidRequest, KeyTooLong
 from lakeproxy.graveler import Entry, Graveler
+
+MAX_KEY_BYTES = 1024  # of the path after `REF/`, in UTF-8, as S3 limits whole keys
 
 
 class KeyLookup(Protocol):
@@ -65,6 +67,11 @@ class Ctx:
                 f"object keys have the form REF/path (for example main/data/file.csv); "
                 f"{self.target.key!r} names no path under a branch, tag or commit",
                 key=self.target.key,
+            )
+        if len(path.encode()) > MAX_KEY_BYTES:
+            raise KeyTooLong(
+                f"Your key is too long: the path after {ref!r}/ is {len(path.encode())} bytes; "
+                f"the maximum is {MAX_KEY_BYTES}", key=self.target.key[:64] + "...",
             )
         return ref, path
 

@@ -61,6 +61,10 @@ class MalformedXML(S3ProtocolError):
     pass
 
 
+class MaxMessageLengthExceeded(S3ProtocolError):
+    """A request document (XML) larger than the server accepts."""
+
+
 class InvalidRequest(S3ProtocolError):
     pass
 

@@ -72,6 +72,11 @@ ROUTES: tuple[Route, ...] = (
     _r(B, "GET", "GetBucketRequestPayment", "requestPayment"),
     _r(B, "GET", "GetBucketAccelerate", "accelerate"),
     *(_r(B, "GET", f"UnsetBucketConfig:{name}", name) for name in UNSET_BUCKET_CONFIG),
+    # Bucket configurations lakeproxy neither implements nor can report as unset: answering
+    # them with a listing (the fallback GET) would hand clients a document they cannot parse.
+    *(_r(B, "GET", "NotImplemented", name)
+      for name in ("analytics", "metrics", "inventory", "intelligent-tiering", "policyStatus",
+                   "metadataTable", "session")),
     _r(B, "GET", "ListMultipartUploads", "uploads"),
     _r(B, "GET", "ListObjectVersions", "versions"),
     _r(B, "GET", "ListObjectsV2", "list-type"),
@@ -93,6 +98,10 @@ ROUTES: tuple[Route, ...] = (
     _r(OBJ, "HEAD", "HeadObject"),
     _r(OBJ, "PUT", "UploadPartCopy", "partNumber", "uploadId", header="x-amz-copy-source"),
     _r(OBJ, "PUT", "UploadPart", "partNumber", "uploadId"),
+    # Half an UploadPart (uploadId or partNumber alone) is a broken UploadPart, never a
+    # PutObject that would overwrite the key: UploadPart rejects it.
+    _r(OBJ, "PUT", "UploadPart", "uploadId"),
+    _r(OBJ, "PUT", "UploadPart", "partNumber"),
     *(_r(OBJ, "PUT", "NotImplemented", name)
       for name in ("acl", "tagging", "retention", "legal-hold")),
     _r(OBJ, "PUT", "CopyObject", header="x-amz-copy-source"),

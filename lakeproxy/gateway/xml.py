@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from lakeproxy.gateway.errors import MalformedXML
+from lakeproxy.gateway.errors import MalformedXML, MaxMessageLengthExceeded
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_REQUEST_XML = 2 * 1024 * 1024
@@ -66,7 +66,9 @@ def error_document(code: str, message: str, resource: str, request_id: str,
 def parse(body: bytes, root: str) -> Element:
     """Parse a request document and check its root element (namespace optional)."""
     if len(body) > MAX_REQUEST_XML:
-        raise MalformedXML("the XML document is too large")
+        raise MaxMessageLengthExceeded(
+            f"Your request was too big: XML documents are limited to {MAX_REQUEST_XML} bytes"
+        )
     try:
         element = fromstring(body, forbid_dtd=True)
     except (ET.ParseError, DefusedXmlException, ValueError) as e:

@@ -319,6 +319,17 @@ class GravelerMachine(RuleBasedStateMachine):
         """Several puts and deletes (None) on one branch, optionally followed by a commit."""
         self.edit_branch(self.pick_branch(b), edits, then_commit=then_commit)
 
+    @rule(b=st.integers(0, 9), k=st.integers(0, 9), then_commit=st.booleans())
+    def reupload(self, b: int, k: int, then_commit: bool) -> None:
+        """Upload a committed key's bytes again: no change, so a commit has nothing to do."""
+        branch = self.pick_branch(b)
+        committed = self.model.committed(branch)
+        if committed:
+            key = sorted(committed)[k % len(committed)]
+            self._put(branch, key, committed[key])
+        if then_commit:
+            self._commit(branch)
+
     def edit_branch(
         self, branch: str, edits: list[tuple[str, bytes | None]], *, then_commit: bool
     ) -> None:

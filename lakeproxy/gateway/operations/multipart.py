@@ -11,6 +11,7 @@ from lakeproxy.gateway.operations.buckets import OWNER, xml_response
 from lakeproxy.gateway.operations.objects import (
     conditional_write,
     ranged_source,
+    read_xml_body,
     request_body,
     source_entry,
 )
@@ -84,7 +85,7 @@ async def upload_part_copy(ctx: Ctx) -> web.StreamResponse:
 
 async def complete_multipart_upload(ctx: Ctx) -> web.StreamResponse:
     await _upload_for(ctx)
-    raw = b"".join([chunk async for chunk in request_body(ctx)])
+    raw = await read_xml_body(ctx)
     doc = parse(raw, "CompleteMultipartUpload")
     parts: list[tuple[int, str]] = []
     for part in children(doc, "Part"):

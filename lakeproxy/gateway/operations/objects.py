@@ -10,9 +10,15 @@ from collections.abc import AsyncIterator, Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
-from lakeproxy.gateway.body import RequestBody
 
-from lakeproxy.errors import InvalidArgument, LakeproxyError, NotFound, ObjectNotFound
+from lakeproxy.errors import (
+    InvalidArgument,
+    LakeproxyError,
+    NotFound,
+    ObjectNotFound,
+    ReadOnlyRef,
+)
+from lakeproxy.gateway.body import RequestBody
 from lakeproxy.gateway.context import (
     Ctx,
     etag_matches,
@@ -28,11 +34,12 @@ from lakeproxy.gateway.errors import (
     InvalidDigest,
     InvalidRequest,
     MalformedXML,
+    MaxMessageLengthExceeded,
     MissingContentLength,
     NotImplementedOperation,
 )
 from lakeproxy.gateway.operations.buckets import xml_response
-from lakeproxy.gateway.xml import children, iso8601, parse, render, text_of
+from lakeproxy.gateway.xml import MAX_REQUEST_XML, children, iso8601, parse, render, text_of
 from lakeproxy.graveler import Entry
 from lakeproxy.wire_errors import wire_of
 
@@ -92,10 +99,20 @@ RESPONSE_OVERRIDES = {
 }
 
 
+def names_ref_root(key: str) -> bool:
+    """Whether an S3 key is a bare ref (`main`) or a ref's root "directory" (`main/`)."""
+    _, sep, path = key.partition("/")
+    return not sep or not path
+
+
 async def _entry_for_read(ctx: Ctx) -> Entry:
     reject_version_id(ctx.query)
     if "partNumber" in ctx.query:
         raise NotImplementedOperation("GET and HEAD by partNumber are not implemented")
+    if names_ref_root(ctx.target.key):
+        # `main` and `main/` are never objects (clients probe them as directories)
+        await ctx.g.get_repository(ctx.bucket)
+        raise ObjectNotFound("The specified key does not exist.", key=ctx.target.key)
     ref, path = ctx.ref_and_path()
     try:
         return await ctx.g.get_entry(ctx.bucket, ref, path)
@@ -204,6 +221,28 @@ def request_body(ctx: Ctx) -> RequestBody:
                        ctx.request.headers)
 
 
+async def read_xml_body(ctx: Ctx) -> bytes:
+    """The (verified) body of a request that carries an XML document, read with a bound:
+    a body over MAX_REQUEST_XML is refused as soon as that is known, never buffered."""
+    announced = ctx.request.headers.get("x-amz-decoded-content-length") or \
+        ctx.request.headers.get("Content-Length")
+    if announced is not None and announced.isdigit() and int(announced) > MAX_REQUEST_XML:
+        raise MaxMessageLengthExceeded(
+            f"Your request was too big: XML documents are limited to {MAX_REQUEST_XML} bytes"
+        )
+    pieces: list[bytes] = []
+    size = 0
+    async for chunk in request_body(ctx):
+        size += len(chunk)
+        if size > MAX_REQUEST_XML:
+            raise MaxMessageLengthExceeded(
+                f"Your request was too big: XML documents are limited to {MAX_REQUEST_XML} "
+                "bytes"
+            )
+        pieces.append(chunk)
+    return b"".join(pieces)
+
+
 def conditional_write(ctx: Ctx) -> tuple[str | None, bool]:
     headers = ctx.request.headers
     if_none_match = headers.get("If-None-Match")
@@ -212,8 +251,29 @@ def conditional_write(ctx: Ctx) -> tuple[str | None, bool]:
     return headers.get("If-Match"), if_none_match is not None
 
 
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+async def _put_ref_root_marker(ctx: Ctx, size: int) -> web.StreamResponse:
+    """A directory marker for a branch's root (`PUT main/`, empty; pyarrow's create_dir
+    writes one for every ancestor): the root always exists, so only check and answer."""
+    ref = ctx.target.key.rstrip("/")
+    if size != 0 or not ctx.target.key.endswith("/"):
+        ctx.ref_and_path()  # raises the "keys have the form REF/path" error
+    async for chunk in request_body(ctx):  # verifies signature/hash of the (empty) body
+        if chunk:
+            ctx.ref_and_path()
+    branch = await ctx.g.get_branch(ctx.bucket, ref)
+    if branch.protected:
+        raise ReadOnlyRef(f"branch {ref!r} is protected: it changes only by merge",
+                          repository=ctx.bucket, branch=ref)
+    return web.Response(headers={"ETag": quoted(EMPTY_MD5)})
+
+
 async def put_object(ctx: Ctx) -> web.StreamResponse:
     reject_version_id(ctx.query)
+    if names_ref_root(ctx.target.key):
+        return await _put_ref_root_marker(ctx, decoded_length(ctx))
     ref, path = ctx.ref_and_path()
     size = decoded_length(ctx)
     if_match, if_none_match = conditional_write(ctx)
@@ -234,6 +294,9 @@ async def put_object(ctx: Ctx) -> web.StreamResponse:
 
 async def delete_object(ctx: Ctx) -> web.StreamResponse:
     reject_version_id(ctx.query)
+    if names_ref_root(ctx.target.key):  # never an object: deleting it succeeds, as on S3
+        await ctx.g.get_repository(ctx.bucket)
+        return web.Response(status=204)
     ref, path = ctx.ref_and_path()
     with contextlib.suppress(ObjectNotFound):  # deleting a missing key succeeds, as on S3
         await ctx.g.delete_entry(ctx.bucket, ref, path)
@@ -248,7 +311,7 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
         raise InvalidRequest(
             "Missing required header for this request: Content-MD5 or x-amz-checksum-*"
         )
-    raw = b"".join([chunk async for chunk in request_body(ctx)])
+    raw = await read_xml_body(ctx)
     doc = parse(raw, "Delete")
     quiet = (text_of(doc, "Quiet", "false") or "").strip().lower() == "true"
     objects = children(doc, "Object")
@@ -265,9 +328,10 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
             if version not in (None, "null"):
                 raise InvalidRequest("only versionId=null is accepted")
             ref, _, path = key.partition("/")
-            if not path:
-                raise InvalidArgument(f"key {key!r} names no path under a ref")
-            await ctx.g.delete_entry(ctx.bucket, ref, path)
+            if not ref:
+                raise InvalidArgument(f"key {key!r} names no ref")
+            if path:  # a bare ref or its root (`main/`) is never an object: nothing to do
+                await ctx.g.delete_entry(ctx.bucket, ref, path)
         except ObjectNotFound:
             pass
         except LakeproxyError as e:

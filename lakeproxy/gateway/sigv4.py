@@ -13,7 +13,9 @@ The rules followed are the ones in ``S3_SECURITY.md`` section 2.2:
   as Go clients and servers use it), bare keys become ``k=``, pairs are sorted by encoded
   name then value, ``X-Amz-Signature`` is dropped, a space is re-encoded ``%20``;
 * headers are lowercased, trimmed, whitespace collapsed, duplicates comma-joined;
-* SigV2, SigV4a, anonymous requests and unknown payload modes are rejected (fail closed).
+* SigV2 (``Authorization: AWS ...`` and ``?AWSAccessKeyId&Signature&Expires``) is handed to
+  :mod:`lakeproxy.gateway.sigv2` from here, so this stays the one entry point; SigV4a,
+  anonymous requests and unknown payload modes are rejected (fail closed).
 
 Nothing here logs, and no exception message carries a secret or a signing key.
 """
@@ -25,7 +27,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -57,10 +59,6 @@ ONE_MECHANISM = (
     "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature "
     "query string parameter or the Authorization header should be specified"
 )
-V2_UNSUPPORTED = (
-    "The authorization mechanism you have provided is not supported (Signature Version 2). "
-    "Please use AWS4-HMAC-SHA256."
-)
 
 _AMZ_DATE_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
@@ -76,10 +74,12 @@ class HeaderMultiMap(Protocol):
     """What :func:`authenticate` needs from request headers (``multidict.CIMultiDictProxy``).
 
     Lookups must be case-insensitive; ``getall`` returns every value of a repeated header in
-    the order received.
+    the order received; iterating yields the names (SigV2 signs every ``x-amz-*`` header).
     """
 
     def getall(self, key: str, default: list[str], /) -> list[str]: ...
+
+    def __iter__(self) -> Iterator[str]: ...
 
 
 class PayloadMode(enum.Enum):
@@ -127,6 +127,7 @@ class AuthContext:
     trailer: str | None  # x-amz-trailer, lowercased
     presigned: bool = False
     signed_headers: frozenset[str] = frozenset()
+    signature_version: int = 4  # 2 for SigV2: region, scope, signing_key, seed are then empty
 
 
 SecretLookup = Callable[[str], Awaitable[str | None]]
@@ -381,7 +382,7 @@ async def authenticate(
     lookup_secret: SecretLookup,
     now: datetime | None = None,
 ) -> AuthContext:
-    """Authenticate one S3 request signed with SigV4 (header or presigned query form).
+    """Authenticate one S3 request: SigV4 or SigV2, header or presigned query form.
 
     ``raw_path`` and ``raw_query`` are exactly as on the wire (percent-encoded, no ``?``);
     ``headers`` is a case-insensitive multi-mapping. ``lookup_secret`` maps an access key id
@@ -397,14 +398,24 @@ async def authenticate(
     authorization = header_values(headers, "Authorization")
     if (authorization and (v4_query or v2_query)) or (v4_query and v2_query):
         raise InvalidRequest(ONE_MECHANISM)
+    # SigV2 lives in its own module, which builds on this one (hence the late import).
+    from lakeproxy.gateway import sigv2
+
     if authorization:
+        if sigv2.is_v2_authorization(authorization):
+            return await sigv2.authenticate_header(
+                method, raw_path, raw_query, pairs, headers, authorization, lookup_secret,
+                current,
+            )
         return await _authenticate_header(
             method, raw_path, pairs, headers, authorization, lookup_secret, current
         )
     if v4_query:
         return await _authenticate_query(method, raw_path, pairs, headers, lookup_secret, current)
     if v2_query:
-        raise InvalidRequest(V2_UNSUPPORTED)
+        return await sigv2.authenticate_query(
+            method, raw_path, raw_query, pairs, headers, lookup_secret, current
+        )
     raise AccessDenied("Anonymous access is not allowed: sign requests with AWS Signature V4")
 
 
@@ -414,8 +425,6 @@ def _parse_authorization(values: list[str]) -> tuple[_Credential, list[str], str
         raise err("more than one Authorization header")
     value = values[0].strip()
     scheme, _, rest = value.partition(" ")
-    if scheme == "AWS":
-        raise InvalidRequest(V2_UNSUPPORTED)
     if scheme == SIGV4A_ALGORITHM:
         raise NotImplementedOperation("SigV4a (AWS4-ECDSA-P256-SHA256) is not supported")
     if scheme != ALGORITHM:

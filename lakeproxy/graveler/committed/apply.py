@@ -244,4 +244,7 @@ async def apply_changes(
         await applier.walk(base, rightmost=True)
     finally:
         await applier.drain()
-    return writer.finish(), writer
+    root = writer.finish()
+    if root.count:
+        trees.cache.remember_root(root)
+    return root, writer

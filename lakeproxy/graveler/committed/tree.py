@@ -127,8 +127,15 @@ class NodeCache:
         self.max_bytes = max_bytes
         self._items: OrderedDict[bytes, tuple[Node, int]] = OrderedDict()
         self._bytes = 0
+        self.roots: OrderedDict[bytes, NodeRef] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    def remember_root(self, ref: NodeRef) -> None:
+        """Keep the reference of a snapshot root (immutable, tiny) for `TreeStore.root`."""
+        self.roots[ref.id] = ref
+        if len(self.roots) > 10_000:
+            self.roots.popitem(last=False)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._items
@@ -211,11 +218,16 @@ class TreeStore:
         root_id = bytes.fromhex(metarange_id)
         if root_id == EMPTY_ROOT.id:
             return EMPTY_ROOT
+        known = self.cache.roots.get(root_id)
+        if known is not None:
+            return known
         raw = await self.store.get(self.partition, root_id)
         if raw is None:
             raise StorageError(f"metadata is missing metarange {metarange_id}")
         self.cache.put(root_id, decode_node(raw), len(raw))
-        return ref_of_root(root_id, raw)
+        ref = ref_of_root(root_id, raw)
+        self.cache.remember_root(ref)
+        return ref
 
     async def write(self, nodes: list[tuple[bytes, bytes]]) -> None:
         """Store encoded nodes (idempotent: a node with the same id has the same bytes)."""

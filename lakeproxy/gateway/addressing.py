@@ -19,6 +19,7 @@ class Target:
 
     bucket: str
     key: str
+    from_host: bool = False  # virtual-host addressing: the bucket came from the Host header
 
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -53,6 +54,6 @@ def parse_target(raw_path: str, host: str, domain: str | None) -> Target:
         suffix = "." + domain.lower()
         if hostname.lower().endswith(suffix):
             bucket = hostname[: -len(suffix)]
-            return Target(bucket, decode_component(path[1:]))
+            return Target(bucket, decode_component(path[1:]), from_host=True)
     bucket_raw, _, key_raw = path[1:].partition("/")
     return Target(decode_component(bucket_raw), decode_component(key_raw))

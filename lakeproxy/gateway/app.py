@@ -92,6 +92,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     auth = await sigv4.authenticate(
         request.method, path, raw_query, request.headers,
         lookup_secret=services.lookup_secret,
+        host_bucket=target.bucket if target.from_host else None,
     )
     query = parse_query(raw_query)
     scope = scope_of(target.bucket, target.key)

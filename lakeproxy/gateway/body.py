@@ -27,10 +27,8 @@ import base64
 import binascii
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Protocol
 
-from awscrt import checksums as crt
-
+from lakeproxy.checksums import Hasher
 from lakeproxy.gateway.errors import (
     BadDigest,
     EntityTooLarge,
@@ -60,30 +58,9 @@ CHECKSUM_HEADER_PREFIX = "x-amz-checksum-"
 TRAILER_SIGNATURE = "x-amz-trailer-signature"
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
-class _Crc:
-    def __init__(self, algorithm: str) -> None:
-        self._fn = {"crc32": crt.crc32, "crc32c": crt.crc32c, "crc64nvme": crt.crc64nvme}[algorithm]
-        self._size = CHECKSUM_SIZES[algorithm]
-        self._value = 0
-
-    def update(self, data: bytes) -> None:
-        self._value = self._fn(data, self._value)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(self._size, "big")
-
-
-def new_hasher(algorithm: str) -> _Hasher:
+def new_hasher(algorithm: str) -> Hasher:
     """A running hash for one of the S3 checksum algorithms (crc32, crc32c, crc64nvme, ...)."""
-    if algorithm in ("sha1", "sha256"):
-        return hashlib.new(algorithm)
-    return _Crc(algorithm)
+    return Hasher(algorithm)
 
 
 def _decode_b64_digest(value: str, algorithm: str, what: str) -> bytes:
@@ -266,7 +243,7 @@ class RequestBody:
         if md5 is not None and not md5:
             raise InvalidDigest("the Content-MD5 value is empty")
 
-        self._hashers: dict[str, _Hasher] = {a: new_hasher(a) for a in algorithms}
+        self._hashers: dict[str, Hasher] = {a: new_hasher(a) for a in algorithms}
         if mode is PayloadMode.SIGNED_SHA256 and "sha256" not in self._hashers:
             self._hashers["sha256"] = new_hasher("sha256")
         if self._content_md5 is not None:

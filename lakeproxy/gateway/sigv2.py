@@ -18,8 +18,9 @@ The string to sign is the one botocore's ``HmacV1Auth`` / ``HmacV1QueryAuth`` bu
   comma-joined.
 * The date line is the ``Date`` header (empty when absent, as when only ``x-amz-date`` is sent)
   for header auth, and the ``Expires`` parameter as sent for query auth.
-* The canonical resource is the raw path as sent on the wire (botocore signs the quoted path)
-  plus the signed S3 sub-resources of the query (botocore's ``QSAOfInterest``), sorted by name.
+* The canonical resource is the raw path as sent on the wire (botocore signs the quoted path;
+  a boto3 client signs a bucket-only ``/bucket`` as ``/bucket/``, so both are accepted) plus
+  the signed S3 sub-resources of the query (botocore's ``QSAOfInterest``), sorted by name.
   Sub-resource names and values are read the way the router reads them (``parse_query``), so a
   differently encoded name (``%75ploadId``) cannot slip an unsigned sub-resource past the check.
 
@@ -36,7 +37,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from lakeproxy.gateway.errors import (
@@ -153,9 +154,16 @@ def _subresources(raw_query: str, pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def canonical_resource(
-    raw_path: str, raw_query: str, pairs: list[tuple[str, str]] | None = None
+    raw_path: str,
+    raw_query: str,
+    pairs: list[tuple[str, str]] | None = None,
+    *,
+    bucket_slash: bool = False,
 ) -> str:
     """The raw path plus the signed sub-resources, sorted by name (stable, as botocore).
+
+    A boto3 client signs a bucket-only path (``/bucket``) as ``/bucket/`` (its ``authPath``);
+    botocore's bare ``HmacV1Auth`` signs it as sent. ``bucket_slash`` picks the former.
 
     A parameter sent without ``=`` (``?uploads``) is signed bare; one sent with ``=`` and an
     empty value (``?uploads=``) is signed as ``uploads=``, as botocore does.
@@ -163,10 +171,13 @@ def canonical_resource(
     if pairs is None:
         pairs = parse_query(raw_query)
     decode_path(raw_path)  # strict %-decoding and UTF-8, no NUL: as the router and SigV4
+    resource = raw_path
+    if bucket_slash and resource.count("/") == 1 and len(resource) > 1:
+        resource += "/"
     subresources = _subresources(raw_query, pairs)
     if subresources:
-        return f"{raw_path}?{'&'.join(subresources)}"
-    return raw_path
+        return f"{resource}?{'&'.join(subresources)}"
+    return resource
 
 
 def canonical_amz_headers(headers: HeaderMultiMap) -> str:
@@ -183,21 +194,27 @@ def _header_names(headers: HeaderMultiMap) -> list[str]:
     return [str(k) for k in headers]
 
 
-def string_to_sign(
+def strings_to_sign(
     method: str,
     raw_path: str,
     raw_query: str,
     pairs: list[tuple[str, str]],
     headers: HeaderMultiMap,
     date_line: str,
-) -> str:
+) -> list[str]:
+    """The string to sign; two for a bucket-only path (``/bucket/`` and ``/bucket``), which
+    name the same resource either way."""
     content_md5 = single_header(headers, "Content-MD5") or ""
     content_type = single_header(headers, "Content-Type") or ""
-    return (
+    head = (
         f"{method}\n{content_md5}\n{content_type}\n{date_line}\n"
         f"{canonical_amz_headers(headers)}"
-        f"{canonical_resource(raw_path, raw_query, pairs)}"
     )
+    resources = [canonical_resource(raw_path, raw_query, pairs, bucket_slash=True)]
+    plain = canonical_resource(raw_path, raw_query, pairs)
+    if plain != resources[0]:
+        resources.append(plain)
+    return [head + resource for resource in resources]
 
 
 def sign(secret: str, text: str) -> str:
@@ -246,13 +263,15 @@ def _payload(headers: HeaderMultiMap) -> tuple[PayloadMode, str | None]:
 async def _verify(
     access_key_id: str,
     signature: str,
-    text: str,
+    texts: list[str],
     lookup_secret: SecretLookup,
 ) -> None:
     secret = await lookup_secret(access_key_id)
-    # An unknown key costs the same HMAC as a known one.
-    expected = sign(secret if secret is not None else secrets.token_hex(20), text)
-    matches = hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8"))
+    # An unknown key costs the same HMAC as a known one; every candidate is computed.
+    key = secret if secret is not None else secrets.token_hex(20)
+    given = signature.encode("utf-8")
+    results = [hmac.compare_digest(sign(key, text).encode("ascii"), given) for text in texts]
+    matches = any(results)
     if secret is None:
         raise InvalidAccessKeyId(
             "The AWS Access Key Id you provided does not exist in our records."
@@ -355,8 +374,8 @@ async def authenticate_header(
             "The difference between the request time and the server's time is too large"
         )
 
-    text = string_to_sign(method, raw_path, raw_query, pairs, headers, date_header or "")
-    await _verify(access_key_id, signature, text, lookup_secret)
+    texts = strings_to_sign(method, raw_path, raw_query, pairs, headers, date_header or "")
+    await _verify(access_key_id, signature, texts, lookup_secret)
     return _context(
         access_key_id,
         mode,
@@ -403,19 +422,21 @@ async def authenticate_query(
         raise err("AWSAccessKeyId must not be empty")
     if not _DIGITS_RE.fullmatch(expires_raw):
         raise err("Expires must be a number of seconds since the epoch")
-    expires = datetime.fromtimestamp(int(expires_raw), UTC)
-    if now > expires:
+    # Compared as epoch seconds: a 12-digit Expires is past datetime's year 9999.
+    expires = int(expires_raw)
+    current = now.timestamp()
+    if current > expires:
         raise AccessDenied(EXPIRED)
     # Seven days, like X-Amz-Expires, plus the clock skew SigV4 tolerates on X-Amz-Date.
-    if expires > now + timedelta(seconds=MAX_PRESIGN_EXPIRES) + MAX_CLOCK_SKEW:
+    if expires > current + MAX_PRESIGN_EXPIRES + MAX_CLOCK_SKEW.total_seconds():
         raise err(
             "Expires must be less than a week (in seconds) that is; "
             f"{MAX_PRESIGN_EXPIRES} in the future"
         )
     mode, expected_sha256 = _payload(headers)
 
-    text = string_to_sign(method, raw_path, raw_query, pairs, headers, expires_raw)
-    await _verify(access_key_id, signature, text, lookup_secret)
+    texts = strings_to_sign(method, raw_path, raw_query, pairs, headers, expires_raw)
+    await _verify(access_key_id, signature, texts, lookup_secret)
     return _context(
         access_key_id, mode, expected_sha256, amz_date="", presigned=True, headers=headers
     )

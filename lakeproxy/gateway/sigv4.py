@@ -381,10 +381,13 @@ async def authenticate(
     *,
     lookup_secret: SecretLookup,
     now: datetime | None = None,
+    host_bucket: str | None = None,
 ) -> AuthContext:
     """Authenticate one S3 request: SigV4 or SigV2, header or presigned query form.
 
     ``raw_path`` and ``raw_query`` are exactly as on the wire (percent-encoded, no ``?``);
+    ``host_bucket`` is the bucket a virtual-host request named in its Host header (SigV2
+    signs it as the first segment of the resource; SigV4 signs the path as sent).
     ``headers`` is a case-insensitive multi-mapping. ``lookup_secret`` maps an access key id
     to its secret, or None when the key is unknown. Raises an
     :class:`~lakeproxy.gateway.errors.S3ProtocolError` subclass on any failure.
@@ -401,10 +404,11 @@ async def authenticate(
     # SigV2 lives in its own module, which builds on this one (hence the late import).
     from lakeproxy.gateway import sigv2
 
+    v2_path = f"/{_aws_quote(host_bucket)}{raw_path}" if host_bucket else raw_path
     if authorization:
         if sigv2.is_v2_authorization(authorization):
             return await sigv2.authenticate_header(
-                method, raw_path, raw_query, pairs, headers, authorization, lookup_secret,
+                method, v2_path, raw_query, pairs, headers, authorization, lookup_secret,
                 current,
             )
         return await _authenticate_header(
@@ -414,7 +418,7 @@ async def authenticate(
         return await _authenticate_query(method, raw_path, pairs, headers, lookup_secret, current)
     if v2_query:
         return await sigv2.authenticate_query(
-            method, raw_path, raw_query, pairs, headers, lookup_secret, current
+            method, v2_path, raw_query, pairs, headers, lookup_secret, current
         )
     raise AccessDenied("Anonymous access is not allowed: sign requests with AWS Signature V4")
 

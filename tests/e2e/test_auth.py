@@ -1,9 +1,10 @@
 """Every kind of signature failure, through real HTTP to a real `lake serve`.
 
 Header auth (bad signature, unknown key, clock skew, missing or unsigned headers, payload hash
-mismatch), presigned URLs (expired, not yet valid, tampered, malformed), anonymous and SigV2
-requests. Each must fail with the S3 error code AWS uses, before any effect or information
-(existence, ETag, 304/412) leaks.
+mismatch), presigned URLs (expired, not yet valid, tampered, malformed), anonymous requests,
+and SigV2 (accepted when correctly signed; refused when tampered, expired, skewed or unknown).
+Each must fail with the S3 error code AWS uses, before any effect or information (existence,
+ETag, 304/412) leaks.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from email.utils import formatdate
 from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
+from botocore.auth import HmacV1Auth, HmacV1QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tests.e2e.rawhttp import Reply, call, presign, send, sign, utcnow
 from tests.server import Server
@@ -186,7 +193,7 @@ def test_malformed_authorization_headers(server: Server, repo: str) -> None:
         auth.replace("SignedHeaders=", "SignedHeaders=zzz;"): 403,  # signed but not sent
         auth.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"): 400,
         auth + ", Signature=" + "0" * 64: 400,
-        f"AWS {server.access_key}:c2lnbmF0dXJl": 400,  # SigV2 header: refused explicitly
+        f"AWS {server.access_key}": 400,  # SigV2 without a signature
     }
     for value, status in cases.items():
         headers = {**base, "Authorization": value}
@@ -194,6 +201,10 @@ def test_malformed_authorization_headers(server: Server, repo: str) -> None:
         assert reply.status == status, (value, reply.body)
         assert reply.code in ("AuthorizationHeaderMalformed", "InvalidRequest",
                               "AccessDenied"), reply.body
+    # A well-formed SigV2 header with a wrong signature.
+    headers = {**base, "Authorization": f"AWS {server.access_key}:c2lnbmF0dXJlc2lnbmF0dXJl"}
+    reply = send(server, "GET", f"/{repo}/main/secret.txt", headers)
+    assert_error(reply, 403, "SignatureDoesNotMatch")
 
 
 def test_wrong_credential_date_or_region(server: Server, repo: str) -> None:
@@ -299,10 +310,115 @@ def test_presigned_signed_header_must_be_sent(server: Server, repo: str) -> None
     assert plain_get(server, url, headers={"x-amz-meta-a": "2"}).status == 403
 
 
-def test_presigned_sigv2_refused(server: Server, repo: str) -> None:
-    target = (f"/{repo}/main/secret.txt?AWSAccessKeyId={server.access_key}"
-              "&Signature=c2lnbmF0dXJl&Expires=9999999999")
-    assert_error(plain_get(server, target), 400, "InvalidRequest")
+# -- SigV2 (boto3's default presigner in us-east-1; signature_version='s3') ----------------
+
+
+def presign_v2(server: Server, method: str, target: str, *, expires: int = 300,
+               at: dt.datetime | None = None, access_key: str | None = None,
+               secret_key: str | None = None) -> str:
+    """A SigV2 presigned path+query (botocore HmacV1QueryAuth), `expires` after `at`."""
+    request = AWSRequest(method=method, url=server.endpoint + target)
+    creds = Credentials(access_key or server.access_key, secret_key or server.secret_key)
+    signed_at = (at or utcnow()).replace(tzinfo=dt.UTC).timestamp()
+    with mock.patch.object(HmacV1QueryAuth, "_get_date",
+                           return_value=str(int(signed_at) + expires)):
+        HmacV1QueryAuth(creds, expires=expires).add_auth(request)
+    parts = urlsplit(request.url)
+    return f"{parts.path}?{parts.query}"
+
+
+def sign_v2(server: Server, method: str, target: str, *, at: dt.datetime | None = None,
+            headers: dict[str, str] | None = None, access_key: str | None = None,
+            secret_key: str | None = None) -> dict[str, str]:
+    """Host, Date and `Authorization: AWS AK:sig` headers (botocore HmacV1Auth) at `at`."""
+    request = AWSRequest(method=method, url=server.endpoint + target, headers=headers or {})
+    creds = Credentials(access_key or server.access_key, secret_key or server.secret_key)
+    date = formatdate((at or utcnow()).replace(tzinfo=dt.UTC).timestamp(), usegmt=True)
+    with mock.patch.object(HmacV1Auth, "_get_date", return_value=date):
+        HmacV1Auth(creds).add_auth(request)
+    return {"Host": urlsplit(server.endpoint).netloc, **dict(request.headers.items())}
+
+
+def test_presigned_sigv2_accepted(server: Server, repo: str) -> None:
+    url = presign_v2(server, "GET", f"/{repo}/main/secret.txt")
+    assert "AWSAccessKeyId=" in url and "X-Amz-" not in url
+    assert plain_get(server, url).body == b"secret"
+    put = presign_v2(server, "PUT", f"/{repo}/main/v2.txt")
+    assert plain_get(server, put, "PUT", b"via v2 url").status == 200
+    assert plain_get(server, presign_v2(server, "GET", f"/{repo}/main/v2.txt")).body == \
+        b"via v2 url"
+    # Signed long ago, still valid: only Expires counts.
+    old = presign_v2(server, "GET", f"/{repo}/main/secret.txt", expires=7200,
+                     at=utcnow() - dt.timedelta(hours=1))
+    assert plain_get(server, old).body == b"secret"
+    delete = presign_v2(server, "DELETE", f"/{repo}/main/v2.txt")
+    assert plain_get(server, delete, "DELETE").status == 204
+
+
+def test_presigned_sigv2_refused_when_wrong(server: Server, repo: str) -> None:
+    target = f"/{repo}/main/secret.txt"
+    forged = (f"{target}?AWSAccessKeyId={server.access_key}"
+              f"&Signature=c2lnbmF0dXJlc2lnbmF0dXJl&Expires={int(utcnow().timestamp()) + 60}")
+    assert_error(plain_get(server, forged), 403, "SignatureDoesNotMatch")
+    expired = presign_v2(server, "GET", target, expires=60,
+                         at=utcnow() - dt.timedelta(minutes=5))
+    reply = plain_get(server, expired)
+    assert_error(reply, 403, "AccessDenied")
+    assert b"expired" in reply.body.lower()
+    eight_days = presign_v2(server, "GET", target, expires=8 * 86400)
+    assert_error(plain_get(server, eight_days), 400, "AuthorizationQueryParametersError")
+    assert_error(plain_get(server, f"{target}?AWSAccessKeyId=AK&Signature=x&Expires=9999999999"),
+                 400, "AuthorizationQueryParametersError")
+    url = presign_v2(server, "GET", target)
+    assert_error(plain_get(server, url.replace("/main/secret.txt", "/main/other.txt")), 403,
+                 "SignatureDoesNotMatch")
+    assert_error(plain_get(server, url + "&response-content-type=text%2Fhtml"), 403,
+                 "SignatureDoesNotMatch")
+    assert_error(plain_get(server, url, "DELETE"), 403, "SignatureDoesNotMatch")
+    put = presign_v2(server, "PUT", f"/{repo}/main/new.txt")
+    assert_error(plain_get(server, put, "PUT", b"x",
+                           headers={"x-amz-copy-source": f"/{repo}/main/secret.txt"}),
+                 403, "SignatureDoesNotMatch")
+    wrong = presign_v2(server, "GET", target, secret_key="wrong")
+    assert_error(plain_get(server, wrong), 403, "SignatureDoesNotMatch")
+    unknown = presign_v2(server, "GET", target, access_key="AKLPUNKNOWN000000000")
+    assert_error(plain_get(server, unknown), 403, "InvalidAccessKeyId")
+    mixed = presign(server, "GET", target) + "&AWSAccessKeyId=AK&Signature=x&Expires=1"
+    assert_error(plain_get(server, mixed), 400, "InvalidRequest")
+    unchanged(server, repo)
+
+
+def test_sigv2_header_auth(server: Server, repo: str) -> None:
+    target = f"/{repo}/main/secret.txt"
+    assert send(server, "GET", target, sign_v2(server, "GET", target)).body == b"secret"
+    put_target = f"/{repo}/main/v2-header.txt"
+    headers = sign_v2(server, "PUT", put_target, headers={"Content-Type": "text/plain",
+                                                          "Content-Length": "2"})
+    assert send(server, "PUT", put_target, headers, b"ok").status == 200
+    assert send(server, "GET", put_target, sign_v2(server, "GET", put_target)).body == b"ok"
+    skewed = sign_v2(server, "GET", target, at=utcnow() - dt.timedelta(minutes=20))
+    assert_error(send(server, "GET", target, skewed), 403, "RequestTimeTooSkewed")
+    future = sign_v2(server, "GET", target, at=utcnow() + dt.timedelta(minutes=20))
+    assert_error(send(server, "GET", target, future), 403, "RequestTimeTooSkewed")
+    wrong = sign_v2(server, "GET", target, secret_key="wrong")
+    assert_error(send(server, "GET", target, wrong), 403, "SignatureDoesNotMatch")
+    unknown = sign_v2(server, "GET", target, access_key="AKLPUNKNOWN000000000")
+    assert_error(send(server, "GET", target, unknown), 403, "InvalidAccessKeyId")
+    other_path = sign_v2(server, "GET", f"/{repo}/main/other.txt")
+    assert_error(send(server, "GET", target, other_path), 403, "SignatureDoesNotMatch")
+    evil = sign_v2(server, "PUT", f"/{repo}/main/new.txt",
+                   headers={"Content-Length": "4"})
+    assert_error(send(server, "PUT", f"/{repo}/main/new.txt",
+                      {**evil, "x-amz-meta-unsigned": "1"}, b"evil"),
+                 403, "SignatureDoesNotMatch")
+    chunked = sign_v2(server, "PUT", f"/{repo}/main/new.txt", headers={
+        "Content-Length": "4", "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
+    assert_error(send(server, "PUT", f"/{repo}/main/new.txt", chunked, b"evil"), 400,
+                 "InvalidRequest")
+    both = sign_v2(server, "GET", presign_v2(server, "GET", target))
+    assert_error(send(server, "GET", presign_v2(server, "GET", target), both), 400,
+                 "InvalidRequest")
+    unchanged(server, repo)
 
 
 # -- anonymous --------------------------------------------------------------------------------

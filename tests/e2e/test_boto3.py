@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -201,13 +203,121 @@ def test_delete_objects(s3: Any, bucket: str) -> None:
     assert "Deleted" not in quiet
 
 
-def test_presigned_get_and_put_with_a_plain_http_client(server: Server, bucket: str) -> None:
-    # botocore presigns S3 URLs with SigV2 by default in us-east-1 (`choose-signer.s3`
-    # hook); lakeproxy accepts only SigV4, so ask for it explicitly, as AWS recommends.
+def _urlopen_error(request: urllib.request.Request | str) -> tuple[int, bytes]:
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request)
+    try:
+        return err.value.code, err.value.read()
+    finally:
+        err.value.close()
+
+
+def test_presigned_get_and_put_default_client(s3: Any, bucket: str) -> None:
+    """boto3 with default settings (us-east-1, custom endpoint) presigns with SigV2
+    (`choose-signer.s3`); the URLs work with a plain HTTP client (urllib)."""
+    put_url = s3.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": "main/pre v2+ü.txt",
+                "ContentType": "application/octet-stream"},
+        ExpiresIn=300,
+    )
+    assert "AWSAccessKeyId=" in put_url and "Signature=" in put_url and "Expires=" in put_url
+    assert "X-Amz-" not in put_url
+    # SigV2 signs Content-Type: send the one the URL was signed with (urllib would otherwise
+    # add application/x-www-form-urlencoded to a request with a body).
+    request = urllib.request.Request(put_url, data=b"presigned v2 body", method="PUT",
+                                     headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 200
+    get_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "main/pre v2+ü.txt"}, ExpiresIn=300
+    )
+    assert "AWSAccessKeyId=" in get_url
+    with urllib.request.urlopen(get_url) as response:
+        assert response.read() == b"presigned v2 body"
+    override = s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket, "Key": "main/pre v2+ü.txt",
+                "ResponseContentType": "text/plain"},
+        ExpiresIn=300,
+    )
+    with urllib.request.urlopen(override) as response:
+        assert response.headers["Content-Type"] == "text/plain"
+    head_url = s3.generate_presigned_url(
+        "head_object", Params={"Bucket": bucket, "Key": "main/pre v2+ü.txt"}, ExpiresIn=300
+    )
+    head = urllib.request.Request(head_url, method="HEAD")
+    with urllib.request.urlopen(head) as response:
+        assert response.headers["Content-Length"] == str(len(b"presigned v2 body"))
+    assert s3.get_object(Bucket=bucket, Key="main/pre v2+ü.txt")["Body"].read() == \
+        b"presigned v2 body"
+    delete_url = s3.generate_presigned_url(
+        "delete_object", Params={"Bucket": bucket, "Key": "main/pre v2+ü.txt"}, ExpiresIn=300
+    )
+    with urllib.request.urlopen(urllib.request.Request(delete_url, method="DELETE")) as resp:
+        assert resp.status == 204
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="main/pre v2+ü.txt")
+
+
+def test_presigned_default_client_put_without_content_type(
+    s3: Any, server: Server, bucket: str
+) -> None:
+    # A client that sends no Content-Type (curl -T, requests, http.client) needs nothing
+    # more than the URL.
+    url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "main/bare.txt"}, ExpiresIn=300
+    )
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("PUT", f"{parts.path}?{parts.query}", body=b"bare")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        conn.close()
+    assert s3.get_object(Bucket=bucket, Key="main/bare.txt")["Body"].read() == b"bare"
+    # urllib adds Content-Type: application/x-www-form-urlencoded, which was not signed.
+    request = urllib.request.Request(url, data=b"form", method="PUT")
+    status, body = _urlopen_error(request)
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+
+
+def test_presigned_default_client_refusals(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="main/x", Body=b"x")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "main/x"},
+                                    ExpiresIn=300)
+    query = parse_qs(urlsplit(url).query)
+    signature = query["Signature"][0]
+    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
+    tampered = url.replace(quote(signature, safe=""), quote(flipped, safe=""))
+    assert tampered != url
+    status, body = _urlopen_error(tampered)
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    status, body = _urlopen_error(url.replace("/main/x?", "/main/y?"))
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    status, body = _urlopen_error(urllib.request.Request(url, method="DELETE"))
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    expired = s3.generate_presigned_url("get_object",
+                                        Params={"Bucket": bucket, "Key": "main/x"},
+                                        ExpiresIn=-10)
+    status, body = _urlopen_error(expired)
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    too_long = s3.generate_presigned_url("get_object",
+                                         Params={"Bucket": bucket, "Key": "main/x"},
+                                         ExpiresIn=8 * 24 * 3600)
+    status, body = _urlopen_error(too_long)
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body
+    assert s3.get_object(Bucket=bucket, Key="main/x")["Body"].read() == b"x"
+
+
+def test_presigned_get_and_put_sigv4(server: Server, bucket: str) -> None:
     s3 = s3_client(server, signature_version="s3v4")
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket,
                                                               "Key": "main/pre.txt"},
                                         ExpiresIn=300)
+    assert "X-Amz-Signature=" in put_url
     request = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
     with urllib.request.urlopen(request) as response:
         assert response.status == 200
@@ -220,22 +330,54 @@ def test_presigned_get_and_put_with_a_plain_http_client(server: Server, bucket: 
     sig_at = get_url.index("X-Amz-Signature=") + len("X-Amz-Signature=")
     flipped = "1" if get_url[sig_at] == "0" else "0"
     tampered = get_url[:sig_at] + flipped + get_url[sig_at + 1:]
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(tampered)
-    assert err.value.code == 403
-    err.value.close()
+    status, _ = _urlopen_error(tampered)
+    assert status == 403
 
 
-def test_presigned_sigv2_default_is_refused_explicitly(s3: Any, bucket: str) -> None:
-    """boto3's default S3 presigner in us-east-1 is SigV2: refused with a clear 400."""
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "main/x"},
-                                    ExpiresIn=300)
-    assert "AWSAccessKeyId=" in url
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(url)
-    assert err.value.code == 400
-    assert b"<Code>InvalidRequest</Code>" in err.value.read()
-    err.value.close()
+def test_sigv2_header_auth_client(server: Server, bucket: str) -> None:
+    """boto3 with signature_version='s3' (Authorization: AWS AK:signature)."""
+    v2 = s3_client(server, signature_version="s3")
+    body = b"v2 body " * 1000
+    v2.put_object(Bucket=bucket, Key="main/v2 dir/ü+%.txt", Body=body,
+                  ContentType="text/plain", Metadata={"run": "7"})
+    got = v2.get_object(Bucket=bucket, Key="main/v2 dir/ü+%.txt")
+    assert got["Body"].read() == body
+    assert got["Metadata"] == {"run": "7"}
+    assert v2.get_object(Bucket=bucket, Key="main/v2 dir/ü+%.txt",
+                         Range="bytes=0-1")["Body"].read() == b"v2"
+    assert v2.head_object(Bucket=bucket, Key="main/v2 dir/ü+%.txt")["ContentLength"] == len(body)
+    listed = v2.list_objects_v2(Bucket=bucket, Prefix="main/v2 dir/")
+    assert [o["Key"] for o in listed["Contents"]] == ["main/v2 dir/ü+%.txt"]
+    assert [o["Key"] for o in v2.list_objects(Bucket=bucket, Prefix="main/v2")["Contents"]] \
+        == ["main/v2 dir/ü+%.txt"]
+    v2.head_bucket(Bucket=bucket)
+    assert bucket in [b["Name"] for b in v2.list_buckets()["Buckets"]]
+    v2.copy_object(Bucket=bucket, Key="main/v2 copy",
+                   CopySource={"Bucket": bucket, "Key": "main/v2 dir/ü+%.txt"})
+    upload = v2.create_multipart_upload(Bucket=bucket, Key="main/v2 mpu")
+    part = v2.upload_part(Bucket=bucket, Key="main/v2 mpu", UploadId=upload["UploadId"],
+                          PartNumber=1, Body=b"part one")
+    v2.complete_multipart_upload(
+        Bucket=bucket, Key="main/v2 mpu", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert v2.get_object(Bucket=bucket, Key="main/v2 mpu")["Body"].read() == b"part one"
+    deleted = v2.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "main/v2 copy"}]})
+    assert [d["Key"] for d in deleted["Deleted"]] == ["main/v2 copy"]
+    v2.delete_object(Bucket=bucket, Key="main/v2 mpu")
+    wrong = s3_client(Server(server.endpoint, server.data_dir, server.access_key, "wrong"),
+                      signature_version="s3")
+    with pytest.raises(ClientError) as err:
+        wrong.list_objects_v2(Bucket=bucket)
+    assert code_of(err) == "SignatureDoesNotMatch"
+    with pytest.raises(ClientError) as err:
+        wrong.put_object(Bucket=bucket, Key="main/evil", Body=b"evil")
+    assert code_of(err) == "SignatureDoesNotMatch"
+    unknown = s3_client(Server(server.endpoint, server.data_dir, "AKLPUNKNOWN000000000",
+                               server.secret_key), signature_version="s3")
+    with pytest.raises(ClientError) as err:
+        unknown.get_object(Bucket=bucket, Key="main/v2 dir/ü+%.txt")
+    assert code_of(err) == "InvalidAccessKeyId"
 
 
 def test_signature_failures(server: Server, bucket: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import urllib.parse
 import stat
 import subprocess
 import sys
@@ -94,3 +96,16 @@ def test_virtual_host_addressing(tmp_path: Path) -> None:
             b"by host"
         keys = [o["Key"] for o in virtual.list_objects_v2(Bucket="vhost")["Contents"]]
         assert keys == ["main/file.txt"]
+        # boto3's default presigned URLs (SigV2) sign the bucket even when the host names it.
+        url = virtual.generate_presigned_url(
+            "get_object", Params={"Bucket": "vhost", "Key": "main/file.txt"}, ExpiresIn=60)
+        parsed = urllib.parse.urlsplit(url)
+        assert "Signature=" in parsed.query
+        conn = http.client.HTTPConnection("127.0.0.1", int(port))
+        try:
+            conn.request("GET", f"{parsed.path}?{parsed.query}",
+                         headers={"Host": f"vhost.s3.lake.test:{port}"})
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"by host")
+        finally:
+            conn.close()

@@ -85,7 +85,11 @@ class Wire:
 
 def to_wire(method: str, url: str, headers: Any = ()) -> Wire:
     parts = urlsplit(url)
-    out = CIMultiDict(list(headers.items()) if hasattr(headers, "items") else headers)
+    items = list(headers.items()) if hasattr(headers, "items") else list(headers)
+    # A prepared (about to be sent) botocore request holds bytes; aiohttp decodes UTF-8.
+    out = CIMultiDict(
+        (str(k), v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in items
+    )
     out["Host"] = parts.netloc
     return Wire(method, parts.path, parts.query, CIMultiDictProxy(out))
 
@@ -282,7 +286,7 @@ async def test_header_auth_x_amz_date_wins_over_date() -> None:
     with pytest.raises(RequestTimeTooSkewed):
         await wire.auth(now=AT + timedelta(minutes=16))
     # x-amz-date alone (no Date header): the date line is empty, as in the AWS documentation.
-    string_to_sign = f"GET\n\n\n\nx-amz-date:20260301T120000Z\n/bucket/k"
+    string_to_sign = "GET\n\n\n\nx-amz-date:20260301T120000Z\n/bucket/k"
     signature = base64.b64encode(
         hmac.new(SK.encode(), string_to_sign.encode(), hashlib.sha1).digest()
     ).decode()
@@ -442,6 +446,16 @@ async def test_query_too_far_in_the_future() -> None:
         await v2_query("GET", key_url("k"), expires=8 * 86400).auth()
     with pytest.raises(AuthorizationQueryParametersError):
         await v2_query("GET", key_url("k"), expires=604800 + 3600).auth()
+
+
+async def test_query_expires_far_beyond_year_9999() -> None:
+    wire = v2_query("GET", key_url("k"))
+    query = "&".join(
+        "Expires=999999999999" if p.startswith("Expires=") else p
+        for p in wire.raw_query.split("&")
+    )
+    with pytest.raises(AuthorizationQueryParametersError):
+        await wire.with_query(query).auth()
 
 
 @pytest.mark.parametrize("expires", ["", "abc", "-5", "1.5", "1e9", "9" * 13, "%2B5"])
@@ -635,6 +649,12 @@ def test_canonical_resource_matches_botocore(url: str) -> None:
     split = urlsplit(url)
     expected = HmacV1Auth(Credentials(AK, SK)).canonical_resource(split)
     assert canonical_resource(split.path or "/", split.query) == expected
+    # What a boto3 client signs (its authPath): "/bucket/" for a bucket-only path.
+    slash = canonical_resource(split.path or "/", split.query, bucket_slash=True)
+    if split.path == "/bucket":
+        assert slash == "/bucket/"
+    else:
+        assert slash == expected
 
 
 def test_subresource_list_is_botocore_s() -> None:

@@ -632,22 +632,60 @@ async def test_both_query_and_header_auth() -> None:
         await v2_and_header.auth()
 
 
-async def test_sigv2_header_rejected() -> None:
+async def test_sigv2_header_accepted_and_checked() -> None:
+    # SigV2 goes through the same entry point (details in test_sigv2.py).
     request = AWSRequest(method="GET", url=f"{HTTP}/bucket/k")
     HmacV1Auth(Credentials(AK, SK)).add_auth(request)
     wire = to_wire(request)
     assert wire.headers["Authorization"].startswith("AWS ")
-    with pytest.raises(InvalidRequest, match="not supported"):
-        await wire.auth()
+    ctx = await wire.auth(now=datetime.now(UTC))
+    assert ctx.signature_version == 2
+    assert ctx.payload_mode is PayloadMode.UNSIGNED
+    assert not ctx.presigned
+    with pytest.raises(RequestTimeTooSkewed):
+        await wire.auth(now=datetime.now(UTC) + timedelta(minutes=20))
+    tampered = wire.headers["Authorization"][:-6] + "AAAAA="
+    with pytest.raises(SignatureDoesNotMatch):
+        await wire.with_headers(Authorization=tampered).auth(now=datetime.now(UTC))
+    bad_secret = AWSRequest(method="GET", url=f"{HTTP}/bucket/k")
+    HmacV1Auth(Credentials(AK, "wrong")).add_auth(bad_secret)
+    with pytest.raises(SignatureDoesNotMatch):
+        await to_wire(bad_secret).auth(now=datetime.now(UTC))
+    unknown = AWSRequest(method="GET", url=f"{HTTP}/bucket/k")
+    HmacV1Auth(Credentials("AKUNKNOWN", SK)).add_auth(unknown)
+    with pytest.raises(InvalidAccessKeyId):
+        await to_wire(unknown).auth(now=datetime.now(UTC))
 
 
-async def test_sigv2_query_rejected() -> None:
+async def test_sigv2_query_accepted_and_checked() -> None:
     request = AWSRequest(method="GET", url=f"{HTTP}/bucket/k")
     HmacV1QueryAuth(Credentials(AK, SK), expires=60).add_auth(request)
     wire = to_wire(request)
     assert "Signature=" in wire.raw_query
-    with pytest.raises(InvalidRequest, match="not supported"):
-        await wire.auth()
+    ctx = await wire.auth(now=datetime.now(UTC))
+    assert ctx.signature_version == 2
+    assert ctx.presigned
+    assert ctx.payload_mode is PayloadMode.UNSIGNED
+    with pytest.raises(AccessDenied, match="expired"):
+        await wire.auth(now=datetime.now(UTC) + timedelta(minutes=2))
+    with pytest.raises(SignatureDoesNotMatch):
+        await Wire("GET", "/bucket/other", wire.raw_query, wire.headers).auth(
+            now=datetime.now(UTC)
+        )
+    with pytest.raises(SignatureDoesNotMatch):
+        await Wire("DELETE", wire.raw_path, wire.raw_query, wire.headers).auth(
+            now=datetime.now(UTC)
+        )
+
+
+async def test_sigv2_and_sigv4_query_mixed() -> None:
+    query = presigned("GET", f"{HTTP}/bucket/k")
+    with pytest.raises(InvalidRequest, match="Only one auth mechanism"):
+        await query.with_query(query.raw_query + "&AWSAccessKeyId=AK&Signature=x").auth()
+    v2 = AWSRequest(method="GET", url=f"{HTTP}/bucket/k")
+    HmacV1Auth(Credentials(AK, SK)).add_auth(v2)
+    with pytest.raises(InvalidRequest, match="Only one auth mechanism"):
+        await to_wire(v2).with_query(query.raw_query).auth()
 
 
 async def test_other_authorization_schemes_rejected() -> None:

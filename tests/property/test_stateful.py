@@ -319,6 +319,16 @@ class GravelerMachine(RuleBasedStateMachine):
         """Several puts and deletes (None) on one branch, optionally followed by a commit."""
         self.edit_branch(self.pick_branch(b), edits, then_commit=then_commit)
 
+    @rule(b=st.integers(0, 9), prefix=st.sampled_from(PREFIXES), then_commit=st.booleans())
+    def delete_prefix(self, b: int, prefix: str, then_commit: bool) -> None:
+        """Delete every key under a prefix (like `aws s3 rm --recursive`)."""
+        branch = self.pick_branch(b)
+        for key in sorted(self.model.view(branch)):
+            if key.startswith(prefix):
+                self._delete(branch, key)
+        if then_commit:
+            self._commit(branch)
+
     @rule(b=st.integers(0, 9), k=st.integers(0, 9), then_commit=st.booleans())
     def reupload(self, b: int, k: int, then_commit: bool) -> None:
         """Upload a committed key's bytes again: no change, so a commit has nothing to do."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import http.client
 import os
-import urllib.parse
 import stat
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -81,7 +81,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
         store: MetadataStore,
         blocks: BlockStoreProvider,
         *,
-        cache_bytes: int = 64 * 1024 * 1024,
+        cache_bytes: int = 48 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.blocks = blocks

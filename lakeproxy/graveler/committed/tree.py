@@ -123,7 +123,7 @@ class NodeCache:
     Always safe: nodes are immutable and named by their content.
     """
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 48 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[bytes, tuple[Node, int]] = OrderedDict()
         self._bytes = 0

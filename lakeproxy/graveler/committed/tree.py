@@ -117,16 +117,35 @@ def ref_of_root(root_id: bytes, raw: bytes) -> NodeRef:
     )
 
 
-class NodeCache:
-    """An LRU of decoded nodes, bounded by their encoded size.
+class _Lru:
+    """An LRU of decoded nodes bounded by their encoded size."""
 
-    Always safe: nodes are immutable and named by their content.
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.items: OrderedDict[bytes, tuple[Node, int]] = OrderedDict()
+        self.bytes = 0
+
+    def put(self, key: bytes, node: Node, size: int) -> None:
+        if size > self.max_bytes or key in self.items:
+            return
+        self.items[key] = (node, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, evicted) = self.items.popitem(last=False)
+            self.bytes -= evicted
+
+
+class NodeCache:
+    """Decoded nodes, kept in memory because they never change (ids are content hashes).
+
+    Index ranges get their own share, so a stream of ranges (a big commit or diff) never
+    pushes out the upper levels every lookup and commit walks through.
     """
 
     def __init__(self, max_bytes: int = 48 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[bytes, tuple[Node, int]] = OrderedDict()
-        self._bytes = 0
+        self._index = _Lru(max_bytes // 6)
+        self._leaves = _Lru(max_bytes - max_bytes // 6)
         self.roots: OrderedDict[bytes, NodeRef] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -138,25 +157,20 @@ class NodeCache:
             self.roots.popitem(last=False)
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._items
+        return key in self._leaves.items or key in self._index.items
 
     def get(self, key: bytes) -> Node | None:
-        item = self._items.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        self.hits += 1
-        return item[0]
+        for lru in (self._leaves, self._index):
+            item = lru.items.get(key)
+            if item is not None:
+                lru.items.move_to_end(key)
+                self.hits += 1
+                return item[0]
+        self.misses += 1
+        return None
 
     def put(self, key: bytes, node: Node, size: int) -> None:
-        if size > self.max_bytes or key in self._items:
-            return
-        self._items[key] = (node, size)
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, (_, evicted) = self._items.popitem(last=False)
-            self._bytes -= evicted
+        (self._leaves if isinstance(node, Leaf) else self._index).put(key, node, size)
 
 
 class TreeStore:

@@ -14,9 +14,8 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlite_utils import Database
-
 from lakeproxy.errors import StorageError
+from lakeproxy.metastore._sqlite_utils import Database
 
 Migration = Callable[[Database], None]
 

@@ -25,9 +25,8 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlite_utils import Database
-
 from lakeproxy.errors import InvalidArgument, PreconditionFailed, StorageError
+from lakeproxy.metastore._sqlite_utils import Database
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
 from lakeproxy.metastore.migrations import migrate
 from lakeproxy.metastore.sqlite_writer import GroupCommitWriter, translate_error

@@ -21,9 +21,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlite_utils import Database
-
 from lakeproxy.errors import InvalidArgument, StorageError
+from lakeproxy.metastore._sqlite_utils import Database
 
 MAX_GROUP = 512
 """The most requests one transaction applies; bounds the latency a group adds."""

@@ -121,11 +121,14 @@ class LocalBlockStore:
     def __init__(self, root: Path, namespace: str) -> None:
         self.namespace = namespace
         self.root = Path(os.path.abspath(root))
+        self._root_real: str | None = None
 
     # -- paths -------------------------------------------------------------------------
 
     def _real_root(self) -> str:
-        return os.path.realpath(self.root)
+        if self._root_real is None:
+            self._root_real = os.path.realpath(self.root)
+        return self._root_real
 
     def _inside(self, segments: Sequence[str], shown: str) -> str:
         """The real path of `segments`, which must lie strictly inside the real root."""
@@ -158,12 +161,18 @@ class LocalBlockStore:
         return folder
 
     def local_path(self, path: str) -> str | None:
-        """The absolute path of the object's file (it may not exist).
+        """The absolute path of the object's file (it may not exist), for sendfile.
+
+        The path is checked like every other (no absolute paths, `..` or empty segments,
+        no reserved names), but not resolved segment by segment: open it with O_NOFOLLOW.
 
         Raises:
-            InvalidArgument: for a path that is malformed or resolves outside the store.
+            InvalidArgument: for a malformed path.
         """
-        return self._resolve(path)
+        segments = check_path(path)
+        if segments[0] in _RESERVED:
+            raise InvalidArgument(f"block path {path!r} uses a reserved name", path=path)
+        return os.path.join(self._real_root(), *segments)
 
     # -- writing -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ step become S3 XML errors through the one wire table.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 
@@ -25,13 +26,16 @@ from lakeproxy.wire_errors import INTERNAL, wire_of
 log = logging.getLogger("lakeproxy.gateway")
 
 SERVICES = web.AppKey("services", Services)
+# Request ids: a random prefix per process, then a counter (no system call per request).
+_ID_PREFIX = uuid.uuid4().hex[:6].upper()
+_ID_COUNTER = itertools.count(1)
 REQUEST_ID = "lakeproxy.request_id"
 
 
 @web.middleware
 async def s3_errors(request: web.Request, handler: Handler) -> web.StreamResponse:  # type: ignore[type-arg]
     """Give every response a request id, and turn every error into an S3 XML error."""
-    request_id = uuid.uuid4().hex[:16].upper()
+    request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):010X}"
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)  # type: ignore[arg-type]

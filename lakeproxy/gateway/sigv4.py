@@ -288,8 +288,9 @@ def _utc(now: datetime | None) -> datetime:
 def _parse_amz_date(value: str) -> datetime | None:
     if not _AMZ_DATE_RE.fullmatch(value):
         return None
-    try:
-        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    try:  # the format is fixed (checked above): no need for strptime's generality
+        return datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+                        int(value[11:13]), int(value[13:15]), tzinfo=UTC)
     except ValueError:
         return None
 

@@ -64,10 +64,14 @@ class _Hasher:
 class ObjectsMixin:
     """Reads see staging then sealed tokens then the committed tree; writes go to staging."""
 
-    async def _read_target(self: Graveler, repo_name: str, ref: str) -> tuple[
+    async def _repo(self: Graveler, repo: str | Repository) -> Repository:
+        """The repository record: looked up by name, or as given by a caller that holds it."""
+        return repo if isinstance(repo, Repository) else await self.refs.get_repository(repo)
+
+    async def _read_target(self: Graveler, repo_name: str | Repository, ref: str) -> tuple[
         Repository, ResolvedRef
     ]:
-        repo = await self.refs.get_repository(repo_name)
+        repo = await self._repo(repo_name)
         return repo, await self.refs.resolve(repo, ref)
 
     async def _lookup(self: Graveler, repo: Repository, resolved: ResolvedRef,
@@ -80,15 +84,17 @@ class ObjectsMixin:
                 return staged or None
         return await self.trees(repo).lookup(await self.root_of(repo, resolved.commit_id), key)
 
-    async def get_entry(self: Graveler, repo_name: str, ref: str, key: str) -> Entry:
+    async def get_entry(
+        self: Graveler, repo_name: str | Repository, ref: str, key: str
+    ) -> Entry:
         """The entry at `key` on `ref`; raises ObjectNotFound."""
         raw_key = validate_key(key)
         repo, resolved = await self._read_target(repo_name, ref)
         raw = await self._lookup(repo, resolved, raw_key)
         if raw is None:
             raise ObjectNotFound(
-                f"object {key!r} does not exist on {ref!r} in repository {repo_name!r}",
-                repository=repo_name, ref=ref, key=key,
+                f"object {key!r} does not exist on {ref!r} in repository {repo.name!r}",
+                repository=repo.name, ref=ref, key=key,
             )
         return Entry.decode(raw)
 
@@ -351,10 +357,11 @@ class ObjectsMixin:
         return entry
 
     async def open_object(
-        self: Graveler, repo_name: str, entry: Entry, *, start: int = 0, end: int | None = None
+        self: Graveler, repo_name: str | Repository, entry: Entry, *, start: int = 0,
+        end: int | None = None,
     ) -> AsyncIterator[bytes]:
         """Stream the bytes [start, end) of an entry's physical object."""
-        repo = await self.refs.get_repository(repo_name)
+        repo = await self._repo(repo_name)
         blocks = await self.blocks.get(repo.storage_namespace)
         async for chunk in blocks.get(entry.address, start=start, end=end):
             yield chunk

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import unquote
 
@@ -40,7 +41,7 @@ from lakeproxy.gateway.errors import (
 )
 from lakeproxy.gateway.operations.buckets import xml_response
 from lakeproxy.gateway.xml import MAX_REQUEST_XML, children, iso8601, parse, render, text_of
-from lakeproxy.graveler import Entry
+from lakeproxy.graveler import Entry, Repository
 from lakeproxy.wire_errors import wire_of
 
 MAX_PUT_SIZE = 5 * 1024**3
@@ -105,19 +106,18 @@ def names_ref_root(key: str) -> bool:
     return not sep or not path
 
 
-async def _entry_for_read(ctx: Ctx) -> Entry:
+async def _entry_for_read(ctx: Ctx) -> tuple[Repository, Entry]:
     reject_version_id(ctx.query)
     if "partNumber" in ctx.query:
         raise NotImplementedOperation("GET and HEAD by partNumber are not implemented")
+    repo = await ctx.g.get_repository(ctx.bucket)  # NoSuchBucket first
     if names_ref_root(ctx.target.key):
         # `main` and `main/` are never objects (clients probe them as directories)
-        await ctx.g.get_repository(ctx.bucket)
         raise ObjectNotFound("The specified key does not exist.", key=ctx.target.key)
     ref, path = ctx.ref_and_path()
     try:
-        return await ctx.g.get_entry(ctx.bucket, ref, path)
+        return repo, await ctx.g.get_entry(repo, ref, path)
     except NotFound as e:
-        await ctx.g.get_repository(ctx.bucket)  # NoSuchBucket first
         raise ObjectNotFound("The specified key does not exist.", key=ctx.target.key) from e
 
 
@@ -130,7 +130,7 @@ async def head_object(ctx: Ctx) -> web.StreamResponse:
 
 
 async def _read(ctx: Ctx, *, body: bool) -> web.StreamResponse:
-    entry = await _entry_for_read(ctx)
+    repo, entry = await _entry_for_read(ctx)
     headers = ctx.request.headers
     try:
         check_preconditions(headers, entry)
@@ -154,6 +154,7 @@ async def _read(ctx: Ctx, *, body: bool) -> web.StreamResponse:
     response = _ObjectResponse(status=status, headers=out)
     if body and end > start:
         response.source = (ctx, entry, start, end)
+        response.namespace = repo.storage_namespace
     return response
 
 
@@ -161,20 +162,22 @@ class _ObjectResponse(web.StreamResponse):
     """Streams an object's bytes: sendfile from a local file when possible, else chunks."""
 
     source: tuple[Ctx, Entry, int, int] | None = None
+    namespace = ""
 
     async def prepare(self, request: web.BaseRequest) -> web.AbstractStreamWriter | None:  # type: ignore[override]
         writer = await super().prepare(request)
         if self.source is None or request.method == "HEAD":
             return writer
         ctx, entry, start, end = self.source
-        repo = await ctx.g.get_repository(ctx.bucket)
-        blocks = await ctx.g.blocks.get(repo.storage_namespace)
+        blocks = await ctx.g.blocks.get(self.namespace)
         local = blocks.local_path(entry.address)
         transport = request.transport
         if local is not None and transport is not None and transport.get_extra_info(
             "sslcontext") is None:
             loop = asyncio.get_running_loop()
-            with await asyncio.to_thread(open, local, "rb") as fobj:
+            # A local open is quick; O_NOFOLLOW: never serve what a symlink points to.
+            with os.fdopen(os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC),
+                           "rb") as fobj:
                 try:
                     await loop.sendfile(transport, fobj, start, end - start)
                     await super().write_eof()

@@ -144,10 +144,12 @@ def split_raw_target(raw_target: str) -> tuple[str, str]:
     return path, query.partition("#")[0]
 
 
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]*")
+
+
 def _check_ascii(raw: str, what: str) -> None:
-    for ch in raw:
-        if not "\x21" <= ch <= "\x7e":
-            raise InvalidURI(f"the request {what} contains a character that must be %-encoded")
+    if not _VISIBLE_ASCII.fullmatch(raw):
+        raise InvalidURI(f"the request {what} contains a character that must be %-encoded")
 
 
 def _pct_decode(raw: str, what: str) -> bytes:

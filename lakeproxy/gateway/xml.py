@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Union
 from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -31,36 +32,43 @@ def iso8601(ts: float) -> str:
     )
 
 
-def _fill(parent: Element, children: Iterable[tuple[str, object]]) -> None:
+def _fill(out: list[str], children: Iterable[tuple[str, object]]) -> None:
     for tag, value in children:
         if value is None:
             continue
-        child = ET.SubElement(parent, tag)
         if isinstance(value, list):
-            _fill(child, value)
+            out.append(f"<{tag}>")
+            _fill(out, value)
+            out.append(f"</{tag}>")
         elif isinstance(value, bool):
-            child.text = "true" if value else "false"
+            out.append(f"<{tag}>{'true' if value else 'false'}</{tag}>")
         else:
-            child.text = str(value)
+            out.append(f"<{tag}>{escape(str(value))}</{tag}>")
+
+
+_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 def render(root: str, children: Iterable[tuple[str, object]]) -> bytes:
     """An XML document `<root xmlns=S3>children</root>`.
 
-    Each child is (tag, value): a string or number is the text, a list is nested children,
-    None leaves the element out. Repeat a tag to repeat an element.
+    Each child is (tag, value): a string or number is the text (escaped), a list is nested
+    children, None leaves the element out. Repeat a tag to repeat an element. Tags are
+    lakeproxy's own constants; only values come from users.
     """
-    element = Element(root, xmlns=S3_NS)
-    _fill(element, children)
-    return ET.tostring(element, encoding="UTF-8", xml_declaration=True)
+    out = [_DECLARATION, f'<{root} xmlns="{S3_NS}">']
+    _fill(out, children)
+    out.append(f"</{root}>")
+    return "".join(out).encode("utf-8")
 
 
 def error_document(code: str, message: str, resource: str, request_id: str,
                    extra: Mapping[str, str] | None = None) -> bytes:
-    element = Element("Error")
-    _fill(element, [("Code", code), ("Message", message), *(extra or {}).items(),
-                    ("Resource", resource), ("RequestId", request_id)])
-    return ET.tostring(element, encoding="UTF-8", xml_declaration=True)
+    out = [_DECLARATION, "<Error>"]
+    _fill(out, [("Code", code), ("Message", message), *(extra or {}).items(),
+                ("Resource", resource), ("RequestId", request_id)])
+    out.append("</Error>")
+    return "".join(out).encode("utf-8")
 
 
 def parse(body: bytes, root: str) -> Element:

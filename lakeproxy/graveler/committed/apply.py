@@ -129,8 +129,8 @@ class _Applier:
         """Load the nodes the current batch of changes falls in, level by level down to the
         ranges: one round trip per level instead of one per node."""
         changes = self.changes
-        if not await changes.fill():
-            return
+        if changes.pos >= len(changes.keys):
+            return  # only the walk advances the stream: read ahead within the current batch
         ckeys, start = changes.keys, changes.pos
         frontier: list[tuple[Index, bool]] = [(node, rightmost)]
         while frontier:

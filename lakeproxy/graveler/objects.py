@@ -211,18 +211,23 @@ class ObjectsMixin:
         *,
         expect_etag: str | None = None,
         expect_absent: bool = False,
+        branch: Branch | None = None,
     ) -> None:
         """Write `value` (None: remove `key`) into the branch's staging token.
 
-        If a commit seals the token while the write lands, the write is repeated into the new
-        token, so it is never lost. Conditional writes check the current entry and guard the
-        staging row with a compare-and-swap.
+        The row is written in one transaction with a check that the branch record is still
+        the one read (`branch`, when the caller just read it): if a commit sealed the token
+        meanwhile, the write fails and is repeated into the new token, so it is never lost
+        and never lands in a token a commit has already read. Conditional writes also guard
+        the staging row with a compare-and-swap.
         """
-        part = Partitions.of(repo).staging
+        parts = Partitions.of(repo)
+        part = parts.staging
         for _ in range(_WRITE_ATTEMPTS):
-            branch = await self._writable_branch(repo, branch_name)
+            if branch is None:
+                branch = await self._writable_branch(repo, branch_name)
             token = branch.staging_token
-            ops: list[Op] = []
+            ops: list[Op] = [Check(parts.branches, branch_name.encode(), branch.encode())]
             current = None
             if value is None or expect_etag is not None or expect_absent:
                 row = await self.store.get(part, token + key)
@@ -244,11 +249,9 @@ class ObjectsMixin:
                 op = self.staging.put_op(part, token, key, b"")
             try:
                 await self.store.write([*ops, op])
-            except PreconditionFailed:
-                continue
-            again = await self.refs.get_branch(repo, branch_name)
-            if again.staging_token == token:
                 return
+            except PreconditionFailed:
+                branch = None  # sealed, committed or changed meanwhile: read it again
         raise PreconditionFailed(
             f"object {key.decode()!r} kept changing while it was written; try again",
             repository=repo.name, key=key.decode(),
@@ -331,7 +334,7 @@ class ObjectsMixin:
         raw_key = validate_key(key)
         meta = validate_metadata(dict(metadata or {}), "user metadata")
         repo = await self.refs.get_repository(repo_name)
-        await self._writable_branch(repo, branch)
+        target = await self._writable_branch(repo, branch)
         blocks = await self.blocks.get(repo.storage_namespace)
         path = physical_path()
         hasher = _Hasher(chunks)
@@ -350,7 +353,7 @@ class ObjectsMixin:
                 dict((checksums() if callable(checksums) else checksums) or {}),
             )
             await self._stage(repo, branch, raw_key, entry.encode(), expect_etag=if_match,
-                              expect_absent=if_none_match)
+                              expect_absent=if_none_match, branch=target)
         except BaseException:
             await blocks.delete(path)
             raise

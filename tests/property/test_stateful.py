@@ -1,21 +1,28 @@
 """Stateful property test of the versioning core against a plain-Python model.
 
-A hypothesis `RuleBasedStateMachine` drives random sequences of writes, deletes, commits,
-branch creations and deletions, merges (every strategy), resets, reverts and cherry-picks
-through `Graveler`, and after every step compares everything a user can observe (reads,
-listings, logs, diffs, uncommitted changes) with a model made of dicts:
+A hypothesis `RuleBasedStateMachine` drives random sequences of writes, deletes (one key or a
+whole prefix), identical re-uploads, commits, branch creations (from a branch or a past
+commit) and deletions, merges (every strategy, of a branch or a past commit), resets (all, one
+key, a prefix), reverts and cherry-picks through `Graveler`, and after every step compares
+everything a user can observe (bytes, entries, listings with a delimiter and their pages, logs
+and their pages, diffs against main, uncommitted changes) with a model made of dicts:
 
 - a commit is a snapshot `key -> content` plus its parents and generation;
 - a branch is a head commit plus a staged overlay `key -> content | None (tombstone)`
-  that mirrors the staging rows (a delete of a key that exists only in staging drops the
-  row, a delete of a committed key writes a tombstone);
+  that mirrors the staging rows: a delete of a key that exists only in staging drops the
+  row, a delete of a committed key writes a tombstone, and a branch with any row counts as
+  having uncommitted changes (merge and revert refuse it) even when every row re-uploads
+  identical bytes; a commit that changes nothing raises NoChanges and forgets the rows;
 - a merge is three-way over the snapshots: the merge base is the common ancestor with the
-  highest generation (ties broken by the smaller id, as `RefManager.merge_base` documents);
-  "changed" compares content, so a key re-set to the same bytes is unchanged.
+  highest generation (ties broken by the smaller id, as `RefManager.merge_base` does);
+  "changed" compares content, so a key re-set to the same bytes is unchanged;
+- a revert (cherry-pick) is the same three-way merge, from the commit to its parent (from
+  the parent to the commit), onto the branch head, failing on any conflict.
 
 The rules are synchronous: each machine owns an event loop (`asyncio.new_event_loop()`) and
 drives the async core with `loop.run_until_complete`. The machine runs on the in-memory
-metadata store and, with fewer examples, on SQLite.
+metadata store, on the in-memory store with tiny range sizes (so that the few keys make trees
+of several levels), and, with fewer examples, on SQLite.
 """
 
 from __future__ import annotations
@@ -805,6 +812,9 @@ def _settings(max_examples: int) -> settings:
     )
 
 
+# Passing takes well under a minute. Hypothesis may shrink a failure for up to five minutes:
+# let it finish, so that the report shows the minimal failing sequence of steps.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("kind", "machine", "max_examples"),
     [
@@ -819,6 +829,6 @@ def test_graveler_matches_model(
 ) -> None:
     if kind.endswith("tiny-ranges"):
         # Every tree the core writes goes through apply_changes and its default shape.
-        assert apply_changes.__defaults__ == (DEFAULT_SHAPE,)
+        assert apply_changes.__defaults__ == (DEFAULT_SHAPE,), "apply_changes changed shape"
         monkeypatch.setattr(apply_changes, "__defaults__", (TINY_SHAPE,))
     run_state_machine_as_test(machine, settings=_settings(max_examples))

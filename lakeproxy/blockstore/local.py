@@ -18,6 +18,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -76,6 +77,40 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class _FolderSyncs:
+    """Shared fsyncs of folders (group commit for renames).
+
+    A rename is durable once an fsync of its folder *starts after it*; many writer threads
+    renaming into one folder can therefore share one fsync instead of paying one each.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._rounds: dict[str, list[int]] = {}  # folder -> [next round, completed, running]
+
+    def sync(self, folder: str) -> None:
+        with self._cond:
+            state = self._rounds.setdefault(folder, [1, 0, 0])
+            need = state[0]  # the first round that starts after this call
+            while state[1] < need:
+                if state[2]:
+                    self._cond.wait()
+                    continue
+                state[2] = 1
+                number = state[0]
+                state[0] += 1
+                self._cond.release()
+                try:
+                    _fsync_dir(folder)
+                finally:
+                    self._cond.acquire()
+                    state[2] = 0
+                    self._cond.notify_all()
+                state[1] = number
+            if len(self._rounds) > 1024 and not state[2]:
+                self._rounds.pop(folder, None)
+
+
 def _write_all(fd: int, chunks: list[bytes]) -> None:
     for chunk in chunks:
         view = memoryview(chunk)
@@ -123,6 +158,7 @@ class LocalBlockStore:
         self.root = Path(os.path.abspath(root))
         self._root_real: str | None = None
         self._folders: dict[str, str] = {}
+        self._folder_syncs = _FolderSyncs()
 
     # -- paths -------------------------------------------------------------------------
 
@@ -209,7 +245,7 @@ class LocalBlockStore:
         if make_parents:
             self._make_parents(target)
         os.replace(tmp, target)
-        _fsync_dir(os.path.dirname(target))
+        self._folder_syncs.sync(os.path.dirname(target))
 
     async def _atomic(
         self, target: str, fill: Callable[[int], Awaitable[int]], *, make_parents: bool = True

@@ -245,6 +245,9 @@ class SqliteMetadataStore:
         self._writer = writer
         self._readers = readers
         self._closed = False
+        self._inline = threading.local()  # the point-read connection of each calling thread
+        self._inline_lock = threading.Lock()
+        self._inline_dbs: list[Database] = []
 
     @classmethod
     async def open(
@@ -297,8 +300,29 @@ class SqliteMetadataStore:
         await self._writer.submit(apply, bulk=bulk)
 
     async def get(self, partition: str, key: bytes) -> bytes | None:
-        """Return the value at (`partition`, `key`), or None when there is none."""
-        return await self._read(_read_one, partition, key)
+        """Return the value at (`partition`, `key`), or None when there is none.
+
+        A point read of a primary key takes microseconds, less than a hop to a reader thread
+        and back, so it runs on the caller's thread; if SQLite reports the database busy it
+        is retried on a reader thread, which may wait for the lock.
+        """
+        self._check_open()
+        try:
+            return _read_one(self._inline_connection(), partition, key)
+        except sqlite3.OperationalError:
+            return await self._read(_read_one, partition, key)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self._path) from exc
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        db: Database | None = getattr(self._inline, "db", None)
+        if db is None:
+            db = connect(self._path, busy_timeout=0.05, cache_kib=_READER_CACHE_KIB)
+            db.execute("PRAGMA query_only = ON")
+            self._inline.db = db
+            with self._inline_lock:
+                self._inline_dbs.append(db)
+        return db.conn
 
     async def get_many(self, partition: str, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """Return the values of the given keys that exist, read from one snapshot."""
@@ -433,3 +457,8 @@ class SqliteMetadataStore:
         with contextlib.suppress(sqlite3.Error):
             self._writer.stop()
         self._readers.close()
+        with self._inline_lock:
+            for db in self._inline_dbs:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            self._inline_dbs.clear()

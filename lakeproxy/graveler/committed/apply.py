@@ -245,6 +245,14 @@ async def apply_changes(
     finally:
         await applier.drain()
     root = writer.finish()
+    # A root taken whole from the base may be an index range with a single child, where a
+    # tree built from scratch has that child as its root: use the child, so equal contents
+    # always get equal metarange ids (and an unchanged tree is recognised as unchanged).
+    while root.level > 0:
+        node = await trees.load(root.id)
+        if not isinstance(node, Index) or len(node.refs) != 1:
+            break
+        root = node.refs[0]
     if root.count:
         trees.cache.remember_root(root)
     return root, writer

@@ -503,28 +503,34 @@ async def _authenticate_header(
             "The difference between the request time and the server's time is too large"
         )
 
-    canonical = "\n".join(
-        [
-            method,
-            canonical_uri(raw_path),
-            canonical_query(pairs),
-            _canonical_headers(headers, signed),
-            ";".join(signed),
-            content_sha,
-        ]
+    canonical = _canonical_request(
+        method, raw_path, pairs, headers, signed, content_sha, presigned=False
     )
     return await _verify(
-        canonical,
-        credential,
-        amz_date,
-        signature,
-        lookup_secret,
-        mode=mode,
-        expected_sha256=expected,
-        headers=headers,
-        signed=signed,
-        presigned=False,
+        canonical, credential, amz_date, signature, lookup_secret, mode=mode,
+        expected_sha256=expected, headers=headers, signed=signed, presigned=False,
     )
+
+
+def _canonical_request(
+    method: str,
+    raw_path: str,
+    pairs: list[tuple[str, str]],
+    headers: HeaderMultiMap,
+    signed: list[str],
+    content_sha: str,
+    *,
+    presigned: bool,
+) -> str:
+    """SigV4's canonical request (a presigned URL's own signature is left out of it)."""
+    return "\n".join([
+        method,
+        canonical_uri(raw_path),
+        canonical_query(pairs, drop_signature=presigned),
+        _canonical_headers(headers, signed),
+        ";".join(signed),
+        content_sha,
+    ])
 
 
 def _one_query_param(pairs: list[tuple[str, str]], name: str) -> str:
@@ -599,27 +605,12 @@ async def _authenticate_query(
     if now > when + timedelta(seconds=expires):
         raise AccessDenied("Request has expired")
 
-    canonical = "\n".join(
-        [
-            method,
-            canonical_uri(raw_path),
-            canonical_query(pairs, drop_signature=True),
-            _canonical_headers(headers, signed),
-            ";".join(signed),
-            content_sha,
-        ]
+    canonical = _canonical_request(
+        method, raw_path, pairs, headers, signed, content_sha, presigned=True
     )
     return await _verify(
-        canonical,
-        credential,
-        amz_date,
-        signature,
-        lookup_secret,
-        mode=mode,
-        expected_sha256=expected,
-        headers=headers,
-        signed=signed,
-        presigned=True,
+        canonical, credential, amz_date, signature, lookup_secret, mode=mode,
+        expected_sha256=expected, headers=headers, signed=signed, presigned=True,
     )
 
 

@@ -44,10 +44,8 @@ from lakeproxy.gateway.errors import (
     AccessDenied,
     AuthorizationHeaderMalformed,
     AuthorizationQueryParametersError,
-    InvalidAccessKeyId,
     InvalidRequest,
     RequestTimeTooSkewed,
-    SignatureDoesNotMatch,
 )
 from lakeproxy.gateway.sigv4 import (
     MAX_CLOCK_SKEW,
@@ -60,6 +58,7 @@ from lakeproxy.gateway.sigv4 import (
     decode_path,
     header_values,
     parse_query,
+    require_match,
     single_header,
 )
 
@@ -271,16 +270,7 @@ async def _verify(
     key = secret if secret is not None else secrets.token_hex(20)
     given = signature.encode("utf-8")
     results = [hmac.compare_digest(sign(key, text).encode("ascii"), given) for text in texts]
-    matches = any(results)
-    if secret is None:
-        raise InvalidAccessKeyId(
-            "The AWS Access Key Id you provided does not exist in our records."
-        )
-    if not matches:
-        raise SignatureDoesNotMatch(
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method."
-        )
+    require_match(key_known=secret is not None, matches=any(results))
 
 
 def _context(

@@ -339,6 +339,19 @@ def sign_hex(signing_key: bytes, string_to_sign: str) -> str:
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def require_match(*, key_known: bool, matches: bool) -> None:
+    """The outcome of a signature check, decided only after the full (constant-time) work."""
+    if not key_known:
+        raise InvalidAccessKeyId(
+            "The AWS Access Key Id you provided does not exist in our records."
+        )
+    if not matches:
+        raise SignatureDoesNotMatch(
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method."
+        )
+
+
 def signatures_equal(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii"))
 
@@ -643,16 +656,7 @@ async def _verify(
         secret if secret is not None else secrets.token_hex(20), credential.date, credential.region
     )
     expected = sign_hex(key, string_to_sign)
-    matches = signatures_equal(expected, signature)
-    if secret is None:
-        raise InvalidAccessKeyId(
-            "The AWS Access Key Id you provided does not exist in our records."
-        )
-    if not matches:
-        raise SignatureDoesNotMatch(
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method."
-        )
+    require_match(key_known=secret is not None, matches=signatures_equal(expected, signature))
     return AuthContext(
         access_key_id=credential.access_key_id,
         region=credential.region,

@@ -421,14 +421,22 @@ class ObjectsMixin:
         `content_type` and `metadata`, when given, replace the source's.
         """
         entry = await self.get_entry(repo_name, src_ref, src_key)
-        new = Entry(
-            entry.address, entry.size, entry.etag, entry.checksum, time.time(),
-            content_type if content_type is not None else entry.content_type,
-            validate_metadata(dict(metadata), "user metadata") if metadata is not None
-            else entry.metadata,
-            entry.checksums,
-        )
+        new = copy_of(entry, content_type=content_type, metadata=metadata)
         return await self.set_entry(repo_name, dst_branch, dst_key, new)
+
+
+def copy_of(
+    entry: Entry, *, content_type: str | None = None, metadata: Mapping[str, str] | None = None
+) -> Entry:
+    """A new entry for the same physical object (zero copy), dated now; `content_type` and
+    `metadata`, when given, replace the source's."""
+    return Entry(
+        entry.address, entry.size, entry.etag, entry.checksum, time.time(),
+        content_type if content_type is not None else entry.content_type,
+        validate_metadata(dict(metadata), "user metadata") if metadata is not None
+        else entry.metadata,
+        entry.checksums,
+    )
 
 
 def _rollup(key: bytes, prefix: bytes, delimiter: bytes) -> bytes | None:

@@ -42,6 +42,7 @@ from lakeproxy.gateway.errors import (
 from lakeproxy.gateway.operations.buckets import xml_response
 from lakeproxy.gateway.xml import MAX_REQUEST_XML, children, iso8601, parse, render, text_of
 from lakeproxy.graveler import Entry, Repository
+from lakeproxy.graveler.objects import copy_of
 from lakeproxy.wire_errors import wire_of
 
 MAX_PUT_SIZE = 5 * 1024**3
@@ -392,8 +393,9 @@ async def copy_object(ctx: Ctx) -> web.StreamResponse:
     else:
         content_type, metadata = None, None
     if src_bucket == ctx.bucket:
-        new = await ctx.g.copy_entry(ctx.bucket, *_src_ref_path(ctx), ref, path,
-                                     content_type=content_type, metadata=metadata)
+        # The source entry was read (and its conditions checked) once: copy that entry.
+        new = await ctx.g.set_entry(ctx.bucket, ref, path, copy_of(
+            entry, content_type=content_type, metadata=metadata))
     else:
         new = await ctx.g.put_object(
             ctx.bucket, ref, path, ctx.g.open_object(src_bucket, entry),
@@ -404,11 +406,6 @@ async def copy_object(ctx: Ctx) -> web.StreamResponse:
     return xml_response(render("CopyObjectResult", [
         ("LastModified", iso8601(new.last_modified)), ("ETag", quoted(new.etag)),
     ]))
-
-
-def _src_ref_path(ctx: Ctx) -> tuple[str, str]:
-    _, ref, path = parse_copy_source(ctx.request.headers["x-amz-copy-source"])
-    return ref, path
 
 
 def content_md5(ctx: Ctx) -> bytes | None:

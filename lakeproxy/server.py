@@ -94,13 +94,17 @@ async def build_app(settings: Settings, options: ServeOptions,
 
     services = Services(graveler, lookup_secret,
                         GatewayConfig(region=options.region, domain=options.domain))
-    app = create_gateway_app(services)
+    app = create_gateway_app(services, mount=lambda app: mount_beside_gateway(app, services))
 
     async def close_core(_: web.Application) -> None:
         await graveler.close()
 
     app.on_cleanup.append(close_core)
     return app
+
+
+def mount_beside_gateway(app: web.Application, services: Services) -> None:
+    """Add what the server answers beside S3: the REST API, health checks and metrics."""
 
 
 async def run_worker(settings: Settings, options: ServeOptions, creds: RootCredentials,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 
 from aiohttp import ClientPayloadError, web
 
@@ -35,6 +36,10 @@ REQUEST_ID = "lakeproxy.request_id"
 @web.middleware
 async def s3_errors(request: web.Request, handler: Handler) -> web.StreamResponse:  # type: ignore[type-arg]
     """Give every response a request id, and turn every error into an S3 XML error."""
+    if request.match_info.handler is not dispatch:
+        # A route mounted beside the gateway (the REST API, health and metrics) answers in its
+        # own format.
+        return await handler(request)  # type: ignore[arg-type]
     request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):010X}"
     request[REQUEST_ID] = request_id
     try:
@@ -115,9 +120,17 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handler(ctx)
 
 
-def create_gateway_app(services: Services) -> web.Application:
-    """The S3 gateway: one catch-all route, the middlewares, and the shared services."""
+def create_gateway_app(
+    services: Services, mount: Callable[[web.Application], None] | None = None
+) -> web.Application:
+    """The S3 gateway: one catch-all route, the middlewares, and the shared services.
+
+    `mount` adds the routes served beside S3 (they are matched before the catch-all; their
+    first path segments are reserved repository names, so no bucket can hide them).
+    """
     app = web.Application(middlewares=[s3_errors], client_max_size=2 * 1024 * 1024)
     app[SERVICES] = services
+    if mount is not None:
+        mount(app)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

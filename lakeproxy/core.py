@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from lakeproxy.blockstore.provider import BlockStores
 from lakeproxy.config import Settings
-from lakeproxy.errors import InvalidArgument
 from lakeproxy.graveler import Graveler
-from lakeproxy.metastore.sqlite import SqliteMetadataStore
+from lakeproxy.metastore import open_metastore
 
 
 async def open_graveler(settings: Settings) -> Graveler:
-    """Open the stores named by `settings` and the Graveler over them; close it when done."""
-    if settings.metadata_url is not None:
-        raise InvalidArgument(
-            f"unsupported metadata store {settings.metadata_url!r}: only the embedded SQLite "
-            "store (no metadata URL) is available in this version"
-        )
-    await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
-    store = await SqliteMetadataStore.open(
-        settings.data_dir / "metadata.db", synchronous=settings.sqlite_synchronous
+    """Open the stores named by `settings` and the Graveler over them; close it when done.
+
+    The metadata store is PostgreSQL when `settings.metadata_url` names one, else SQLite in
+    the data directory; blocks of repositories with a local namespace live in the data
+    directory either way.
+    """
+    store = await open_metastore(
+        settings.metadata_url, settings.data_dir, sqlite_synchronous=settings.sqlite_synchronous
     )
     blocks = BlockStores(
         settings.data_dir / "blocks",

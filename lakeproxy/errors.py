@@ -70,6 +70,10 @@ class UploadNotFound(NotFound):
     """A multipart upload id is unknown (never created, completed or aborted)."""
 
 
+class KeyNotFound(NotFound):
+    """An access key id names no stored access key."""
+
+
 class AlreadyExists(LakeproxyError):
     """A create would overwrite something that exists."""
 
@@ -110,6 +114,10 @@ class ConcurrentUpdate(Conflict):
     """A compare-and-swap lost its race too many times; retrying later is safe."""
 
 
+class AccessDenied(LakeproxyError):
+    """The caller's access key lacks the grant the operation needs."""
+
+
 class ReadOnlyRef(LakeproxyError):
     """A write to a tag, a commit id, or a protected branch."""
 
@@ -128,3 +136,11 @@ class ChecksumMismatch(InvalidArgument):
 
 class StorageError(LakeproxyError):
     """The block store or metadata store failed in a way the caller may retry."""
+
+
+class ServiceUnavailable(StorageError):
+    """A store cannot be reached right now (a lost connection, no free connection).
+
+    The operation may or may not have been applied when a write gets this error; retrying
+    later is safe for reads and for writes the caller can repeat.
+    """

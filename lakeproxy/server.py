@@ -14,13 +14,18 @@ import signal
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from lakeproxy.api import create_api_app
+from lakeproxy.auth.keys import open_key_store
 from lakeproxy.config import Settings
 from lakeproxy.core import open_graveler
 from lakeproxy.gateway.app import create_gateway_app
 from lakeproxy.gateway.context import GatewayConfig, Services
+from lakeproxy.logs import configure_logging
+from lakeproxy.ops import access_log_options, drain, mount_ops
 
 log = logging.getLogger("lakeproxy.server")
 
@@ -87,14 +92,22 @@ async def build_app(settings: Settings, options: ServeOptions,
                     creds: RootCredentials) -> web.Application:
     """The server's application: the S3 gateway over the core, stores closed on cleanup."""
     graveler = await open_graveler(settings)
-    keys = {creds.access_key_id: creds.secret_access_key}
+    try:
+        keys = await open_key_store(graveler.store, settings)
+        await keys.ensure_root(creds.access_key_id, creds.secret_access_key)
+    except BaseException:
+        await graveler.close()
+        raise
 
     async def lookup_secret(access_key_id: str) -> str | None:
-        return keys.get(access_key_id)
+        found = await keys.secret_of(access_key_id)
+        return None if found is None else found[0]
 
     services = Services(graveler, lookup_secret,
-                        GatewayConfig(region=options.region, domain=options.domain))
-    app = create_gateway_app(services, mount=lambda app: mount_beside_gateway(app, services))
+                        GatewayConfig(region=options.region, domain=options.domain), keys)
+    app = create_gateway_app(
+        services, mount=lambda app: mount_beside_gateway(app, services, settings)
+    )
 
     async def close_core(_: web.Application) -> None:
         await graveler.close()
@@ -103,8 +116,11 @@ async def build_app(settings: Settings, options: ServeOptions,
     return app
 
 
-def mount_beside_gateway(app: web.Application, services: Services) -> None:
+def mount_beside_gateway(app: web.Application, services: Services,
+                         settings: Settings | None = None) -> None:
     """Add what the server answers beside S3: the REST API, health checks and metrics."""
+    mount_ops(app, services, settings)
+    app.add_subapp("/api/v1", create_api_app(services))
 
 
 async def run_worker(settings: Settings, options: ServeOptions, creds: RootCredentials,
@@ -116,8 +132,8 @@ async def run_worker(settings: Settings, options: ServeOptions, creds: RootCrede
     gc.collect()
     gc.freeze()
     gc.set_threshold(700, 10, 1000)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=30)
+    runner = web.AppRunner(app, handle_signals=False,
+                           shutdown_timeout=settings.shutdown_timeout, **access_log_options())
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port,
                        reuse_port=options.workers > 1, backlog=1024)
@@ -130,11 +146,15 @@ async def run_worker(settings: Settings, options: ServeOptions, creds: RootCrede
         ready()
     try:
         await stop.wait()
+        log.info("stopping: finishing requests in flight (up to %gs)", settings.shutdown_timeout)
+        await site.stop()  # no new connections
+        await drain(app, settings.shutdown_timeout)
     finally:
         await runner.cleanup()
 
 
 def _worker_main(settings: Settings, options: ServeOptions, creds: RootCredentials) -> None:
+    configure_logging(settings.log_format, settings.log_level)
     _use_uvloop()
     asyncio.run(run_worker(settings, options, creds))
 
@@ -146,8 +166,31 @@ def _use_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+SERVER_FILE = "server.json"
+
+
+def publish_endpoint(settings: Settings, options: ServeOptions) -> Path:
+    """Write where this server listens into the data directory, for `lake` to find it."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(options.host, options.host)
+    if ":" in host:
+        host = f"[{host}]"
+    path = settings.data_dir / SERVER_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
+    tmp.write_text(json.dumps({"endpoint": f"http://{host}:{options.port}", "pid": os.getpid()}))
+    os.replace(tmp, path)
+    return path
+
+
+def unpublish_endpoint(path: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
 def serve(settings: Settings, options: ServeOptions, echo: Callable[[str], None]) -> None:
     """Run `options.workers` server processes on one port (SO_REUSEPORT)."""
+    configure_logging(settings.log_format, settings.log_level)
     creds = root_credentials(settings)
     endpoint = f"http://{options.host}:{options.port}"
     echo(f"lakeproxy serving S3 at {endpoint} (data in {settings.data_dir.resolve()})")
@@ -160,6 +203,7 @@ def serve(settings: Settings, options: ServeOptions, echo: Callable[[str], None]
         where = ("LAKE_ROOT_SECRET_KEY" if os.environ.get("LAKE_ROOT_SECRET_KEY")
                  else settings.data_dir / CREDENTIALS_FILE)
         echo(f"access key: {creds.access_key_id} (secret key in {where})")
+    endpoint_file = publish_endpoint(settings, options)
     children = []
     ctx = multiprocessing.get_context("spawn")
     for _ in range(max(options.workers, 1) - 1):
@@ -175,3 +219,4 @@ def serve(settings: Settings, options: ServeOptions, echo: Callable[[str], None]
                 proc.terminate()
         for proc in children:
             proc.join(timeout=35)
+        unpublish_endpoint(endpoint_file)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 
 from lakeproxy.blockstore import S3Settings
@@ -15,17 +20,96 @@ from lakeproxy.blockstore.provider import BlockStores
 from lakeproxy.graveler import Graveler
 from lakeproxy.metastore.base import MetadataStore
 from lakeproxy.metastore.memory import MemoryMetadataStore
+from lakeproxy.metastore.postgres import PostgresMetadataStore
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
 from tests.s3server import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, REGION, moto_server
 
-METASTORES = ["memory", "sqlite"]
+# The PostgreSQL server of the test run (trust auth); each test gets its own schema in it.
+POSTGRES_URL = os.environ.get(
+    "LAKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+METASTORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-async def open_metastore(kind: str, tmp_path: Path) -> MetadataStore:
+def postgres_unreachable(url: str = POSTGRES_URL) -> str | None:
+    """Why PostgreSQL at `url` cannot be used, or None when a connection works."""
+    try:
+        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip() or type(exc).__name__
+    return None
+
+
+def require_postgres(reason: str | None, env: Mapping[str, str] | None = None) -> None:
+    """Skip the test when PostgreSQL is unreachable (`reason`) — but fail it when CI is set.
+
+    In CI a missing database must turn the run red, not quietly skip half of the suite.
+    """
+    if reason is None:
+        return
+    env = os.environ if env is None else env
+    where = urllib.parse.urlsplit(POSTGRES_URL).netloc
+    if env.get("CI"):
+        pytest.fail(f"PostgreSQL at {where} is unreachable and CI is set: {reason}")
+    pytest.skip(f"PostgreSQL at {where} is unreachable: {reason}")
+
+
+@functools.cache
+def _postgres_reason() -> str | None:
+    return postgres_unreachable()
+
+
+def with_params(url: str, **params: str) -> str:
+    """`url` with query parameters added (or replaced)."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query.update(params)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def drop_schema(schema: str, url: str = POSTGRES_URL) -> None:
+    """Drop a schema and everything in it, after ending the sessions still using it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (schema,),
+        )
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def fresh_schema(**params: str) -> Iterator[str]:
+    """A metadata URL naming a new, randomly named schema; dropped when the block ends.
+
+    The schema's name is also the connections' application name, so a test can find (and
+    terminate) exactly the backends of its own stores.
+    """
+    require_postgres(_postgres_reason())
+    schema = f"lpt_{uuid.uuid4().hex[:16]}"
+    try:
+        yield with_params(POSTGRES_URL, schema=schema, application_name=schema, **params)
+    finally:
+        drop_schema(schema)
+
+
+@pytest.fixture
+def postgres_metadata_url() -> Iterator[str]:
+    """A metadata URL for one test: a fresh schema, small pools, dropped at teardown."""
+    with fresh_schema(pool_min="1", pool_max="4") as url:
+        yield url
+
+
+async def open_metastore(kind: str, tmp_path: Path, url: str | None = None) -> MetadataStore:
     if kind == "memory":
         return MemoryMetadataStore()
     if kind == "sqlite":
         return await SqliteMetadataStore.open(tmp_path / "metadata.db", synchronous="NORMAL")
+    if kind == "postgres":
+        assert url is not None, "a PostgreSQL store needs a metadata URL"
+        return await PostgresMetadataStore.open(url)
     raise ValueError(kind)
 
 
@@ -33,7 +117,8 @@ async def open_metastore(kind: str, tmp_path: Path) -> MetadataStore:
 async def metastore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     MetadataStore
 ]:
-    store = await open_metastore(request.param, tmp_path)
+    url = request.getfixturevalue("postgres_metadata_url") if request.param == "postgres" else None
+    store = await open_metastore(request.param, tmp_path, url)
     yield store
     await store.close()
 

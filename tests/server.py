@@ -16,6 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ACCESS_KEY = "AKLPTESTACCESSKEY001"
 SECRET_KEY = "test/secret+key/0123456789abcdefghijklmn"
+# Servers sharing a PostgreSQL metadata store must share the master key that encrypts the
+# access keys kept there.
+MASTER_KEY = "bGFrZXByb3h5LXRlc3QtbWFzdGVyLWtleS0zMmJ5dGU="
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Server:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     process: subprocess.Popen[bytes] | None = None
+    metadata_url: str | None = None  # None: SQLite in the data directory
 
 
 def free_port() -> int:
@@ -45,11 +49,21 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30)
 
 
 @contextlib.contextmanager
-def lake_serve(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Run `lake serve` until the block ends; SIGTERM, then SIGKILL if it lingers."""
+def lake_serve(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    metadata_url: str | None = None,
+) -> Iterator[Server]:
+    """Run `lake serve` until the block ends; SIGTERM, then SIGKILL if it lingers.
+
+    `metadata_url` (LAKE_METADATA_URL) selects a PostgreSQL metadata store; without it the
+    server keeps SQLite in `data_dir`, whatever the calling environment says.
+    """
     port = free_port()
     full_env = {**os.environ, "LAKE_ROOT_ACCESS_KEY": ACCESS_KEY,
-                "LAKE_ROOT_SECRET_KEY": SECRET_KEY, **(env or {})}
+                "LAKE_ROOT_SECRET_KEY": SECRET_KEY, "LAKE_METADATA_URL": metadata_url or "",
+                **({"LAKE_MASTER_KEY": MASTER_KEY} if metadata_url else {}), **(env or {})}
     log = (data_dir.parent / f"serve-{port}.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lakeproxy", "serve", "--data-dir", str(data_dir),
@@ -58,7 +72,8 @@ def lake_serve(data_dir: Path, *args: str, env: dict[str, str] | None = None) ->
     )
     try:
         wait_for_port(port, proc)
-        yield Server(f"http://127.0.0.1:{port}", data_dir, process=proc)
+        yield Server(f"http://127.0.0.1:{port}", data_dir, process=proc,
+                     metadata_url=metadata_url)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -1,8 +1,9 @@
 """The S3 gateway as an aiohttp application.
 
 Every request goes through the same steps, in this order: parse the target once, authenticate
-(no anonymous access), pick the operation from the route table, then run it. Errors of any
-step become S3 XML errors through the one wire table.
+(no anonymous access), pick the operation from the route table, check the key's grant for it
+(`operations.ACCESS`), then run it. Errors of any step become S3 XML errors through the one
+wire table.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Callable
 
 from aiohttp import ClientPayloadError, web
 
-from lakeproxy.errors import LakeproxyError
+from lakeproxy.auth.model import Principal
+from lakeproxy.errors import AccessDenied, LakeproxyError
 from lakeproxy.gateway import sigv4
 from lakeproxy.gateway.addressing import parse_target
 from lakeproxy.gateway.context import Ctx, Handler, Services, parse_query
 from lakeproxy.gateway.errors import IncompleteBody, MethodNotAllowed, NotImplementedOperation
-from lakeproxy.gateway.operations import OPERATIONS
+from lakeproxy.gateway.operations import OPERATIONS, authorize
 from lakeproxy.gateway.routing import find_operation, scope_of
 from lakeproxy.gateway.xml import error_document
 from lakeproxy.wire_errors import INTERNAL, wire_of
@@ -98,11 +100,24 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     path, raw_query = sigv4.split_raw_target(request.raw_path)
     target = parse_target(path, request.headers.get("Host", ""), services.config.domain)
+    principals: list[Principal] = []
+
+    async def lookup_secret(access_key_id: str) -> str | None:
+        # Read on every request (no cache): a revoked key fails at its next request.
+        found = await services.keys.secret_of(access_key_id)
+        if found is None:
+            return None
+        principals.append(found[1])
+        return found[0]
+
     auth = await sigv4.authenticate(
         request.method, path, raw_query, request.headers,
-        lookup_secret=services.lookup_secret,
+        lookup_secret=lookup_secret,
         host_bucket=target.bucket if target.from_host else None,
     )
+    if not principals or principals[-1].access_key_id != auth.access_key_id:
+        raise AccessDenied("Access Denied: the request's access key could not be resolved")
+    principal = principals[-1]
     query = parse_query(raw_query)
     scope = scope_of(target.bucket, target.key)
     operation = find_operation(scope, request.method, query, request.headers)
@@ -110,12 +125,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise MethodNotAllowed(
             f"the method {request.method} is not allowed against this resource"
         )
+    request["lakeproxy.operation"] = operation
+    authorize(principal, operation, target.bucket)
     handler = OPERATIONS.get(operation.split(":", 1)[0])
     if handler is None:
         raise NotImplementedOperation(
             f"lakeproxy does not implement the S3 operation {operation}"
         )
-    ctx = Ctx(request, services, target, query, request[REQUEST_ID], auth.access_key_id, auth)
+    ctx = Ctx(request, services, target, query, request[REQUEST_ID], auth.access_key_id, auth,
+              principal)
     ctx.query.setdefault("__operation__", operation)
     return await handler(ctx)
 

@@ -10,6 +10,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from lakeproxy.auth.keys import KeyStore
+from lakeproxy.auth.model import Principal
 from lakeproxy.errors import InvalidArgument
 from lakeproxy.gateway import sigv4
 from lakeproxy.gateway.addressing import Target
@@ -37,6 +39,7 @@ class Services:
     graveler: Graveler
     lookup_secret: KeyLookup
     config: GatewayConfig
+    keys: KeyStore  # access keys and their grants, shared by every process on the store
 
 
 @dataclass(slots=True)
@@ -50,6 +53,7 @@ class Ctx:
     request_id: str
     access_key_id: str
     auth: object  # the sigv4 AuthContext, needed to decode the body
+    principal: Principal  # the caller's rights, checked before the handler runs
 
     @property
     def g(self) -> Graveler:

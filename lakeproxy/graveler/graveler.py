@@ -51,6 +51,7 @@ from lakeproxy.graveler.model import (
 )
 from lakeproxy.graveler.multipart import MultipartMixin
 from lakeproxy.graveler.objects import ObjectsMixin
+from lakeproxy.graveler.observers import Observer, timed
 from lakeproxy.graveler.refs import REPOSITORIES, Partitions, RefManager
 from lakeproxy.graveler.staging import StagingManager, new_token, successor
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, MetadataStore, Op, Put
@@ -91,6 +92,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.last_commit_stats = CommitStats(0, 0, 0)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.observers: list[Observer] = []  # told how long each commit and merge took
 
     def trees(self, repo: Repository) -> TreeStore:
         return TreeStore(self.store, Partitions.of(repo).nodes, self.node_cache)
@@ -335,6 +337,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
 
     # Commit
 
+    @timed("commit")
     async def commit(
         self,
         repo_name: str,
@@ -545,6 +548,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
 
     # Merge, revert, cherry-pick
 
+    @timed("merge")
     async def merge(
         self,
         repo_name: str,

@@ -8,9 +8,13 @@ import contextlib
 import hashlib
 import time
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING
 
+import msgpack
 import xxhash
 
 from lakeproxy.errors import (
@@ -24,15 +28,18 @@ from lakeproxy.graveler.committed.cursor import TreeCursor
 from lakeproxy.graveler.ids import validate_key, validate_metadata, validate_prefix
 from lakeproxy.graveler.model import (
     DEFAULT_CONTENT_TYPE,
+    IDENTITY_BYTES,
     Branch,
     Entry,
     ListPage,
     RefKind,
     Repository,
     ResolvedRef,
+    _unpack_address,
+    _unpack_hex,
 )
 from lakeproxy.graveler.refs import Partitions
-from lakeproxy.graveler.staging import overlay
+from lakeproxy.graveler.staging import overlay, successor
 from lakeproxy.metastore.base import ABSENT, Check, Op
 
 if TYPE_CHECKING:
@@ -40,6 +47,20 @@ if TYPE_CHECKING:
 
 _WRITE_ATTEMPTS = 50
 MAX_LIST_KEYS = 1000
+_LIST_BATCH = 1024
+
+# Sorted keys and their encoded values (b"": a tombstone).
+Batch = tuple[list[bytes], list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawListPage:
+    """One page of a listing in key order: `values[i]` is the encoded entry at `keys[i]`, or
+    None when `keys[i]` is a common prefix."""
+
+    keys: list[str]
+    values: list[bytes | None]
+    has_more: bool
 
 
 def physical_path() -> str:
@@ -219,6 +240,95 @@ class ObjectsMixin:
                 return ListPage(entries, prefixes, False, None)
             start = restart
 
+    async def list_raw(
+        self: Graveler,
+        repo_name: str | Repository,
+        ref: str,
+        *,
+        prefix: str = "",
+        after: str = "",
+        delimiter: str = "",
+        limit: int = MAX_LIST_KEYS,
+    ) -> RawListPage:
+        """The page `list_entries` returns, read a range (or a staging batch) at a time.
+
+        Entries and common prefixes come in one key-ordered list and entries stay encoded
+        (`listed_fields` reads what a listing shows), so serializers of big pages spend
+        neither an await nor an `Entry` per key.
+        """
+        if not 1 <= limit <= MAX_LIST_KEYS:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_LIST_KEYS}")
+        repo, resolved = await self._read_target(repo_name, ref)
+        pfx = validate_prefix(prefix)
+        delim = delimiter.encode()
+        start = pfx
+        if after:
+            raw_after = after.encode()
+            rolled = _rollup(raw_after, pfx, delim)
+            start = max(start, rolled + b"\xff" if rolled else raw_after + b"\x00")
+        keys: list[str] = []
+        values: list[bytes | None] = []
+        while True:
+            restart = None
+            batches = self._raw_batches(repo, resolved, start, pfx)
+            async with contextlib.aclosing(batches):
+                async for batch_keys, batch_values in batches:
+                    for key, value in zip(batch_keys, batch_values, strict=True):
+                        if not value:
+                            continue
+                        if len(keys) == limit:
+                            return RawListPage(keys, values, True)
+                        rolled = _rollup(key, pfx, delim) if delim else None
+                        if rolled:
+                            keys.append(rolled.decode())
+                            values.append(None)
+                            restart = rolled + b"\xff"
+                            break
+                        keys.append(key.decode())
+                        values.append(value)
+                    if restart is not None:
+                        break
+            if restart is None:
+                return RawListPage(keys, values, False)
+            start = restart
+
+    def _raw_batches(
+        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, prefix: bytes
+    ) -> AsyncIterator[Batch]:
+        """The rows of `_raw_entries` (tombstones included) as sorted batches."""
+        committed = self._committed_batches(repo, resolved.commit_id, start, prefix)
+        if not resolved.include_staging or resolved.branch is None:
+            return committed
+        part = Partitions.of(repo).staging
+        layers = [self._staged_batches(part, t, start, prefix) for t in resolved.branch.tokens]
+        return _merge_batches([*layers, committed])
+
+    async def _committed_batches(
+        self: Graveler, repo: Repository, commit_id: str, start: bytes, prefix: bytes
+    ) -> AsyncIterator[Batch]:
+        cursor = TreeCursor(self.trees(repo), await self.root_of(repo, commit_id))
+        await cursor.seek(start)
+        end = successor(prefix) if prefix else None
+        while True:
+            keys, values = await cursor.next_batch()
+            if not keys:
+                return
+            if end is not None and keys[-1] >= end:
+                cut = bisect_left(keys, end)
+                if cut:
+                    yield keys[:cut], values[:cut]
+                return
+            yield keys, values
+
+    async def _staged_batches(
+        self: Graveler, partition: str, token: bytes, start: bytes, prefix: bytes
+    ) -> AsyncIterator[Batch]:
+        skip = len(token)
+        async for rows in self.store.scan_batches(
+            partition, start=token + start, prefix=token + prefix, batch_size=_LIST_BATCH
+        ):
+            yield [k[skip:] for k, _ in rows], [v for _, v in rows]
+
     # Writes
 
     async def _writable_branch(self: Graveler, repo: Repository, name: str) -> Branch:
@@ -345,6 +455,74 @@ class ObjectsMixin:
             if again.staging_token == branch.staging_token:
                 return
 
+    async def delete_entries(
+        self: Graveler, repo_name: str, branch_name: str, keys: list[str]
+    ) -> list[str]:
+        """`delete_entry` for many keys, written in one transaction.
+
+        Each key is removed exactly as `delete_entry` would (a tombstone only where a committed
+        or sealed entry must be hidden), all rows guarded by compare-and-swap together with
+        the branch record, and the whole batch is repeated if anything changed meanwhile.
+
+        Returns:
+            The keys that do not exist on the branch (nothing was deleted for them).
+
+        Raises:
+            ReadOnlyRef, ProtectedBranch, BranchNotFound: for the whole batch.
+            PreconditionFailed: when the branch kept changing through every attempt.
+        """
+        raw_keys = sorted({validate_key(k) for k in keys})
+        repo = await self.refs.get_repository(repo_name)
+        for _ in range(_WRITE_ATTEMPTS):
+            branch = await self._writable_branch(repo, branch_name)
+            ops, missing = await self._delete_ops(repo, branch, raw_keys)
+            if len(ops) == 1:
+                return missing
+            try:
+                await self.store.write(ops)
+                return missing
+            except PreconditionFailed:
+                continue  # sealed, committed or written meanwhile: read everything again
+        raise PreconditionFailed(
+            f"branch {branch_name!r} kept changing while {len(raw_keys)} objects were deleted; "
+            "try again",
+            repository=repo.name, ref=branch_name,
+        )
+
+    async def _delete_ops(
+        self: Graveler, repo: Repository, branch: Branch, keys: list[bytes]
+    ) -> tuple[list[Op], list[str]]:
+        """The guarded writes that delete `keys` from `branch`, and the keys that are missing."""
+        parts = Partitions.of(repo)
+        part, token, sealed = parts.staging, branch.staging_token, branch.sealed_tokens
+        staged = await self.store.get_many(
+            part, [t + k for t in branch.tokens for k in keys]
+        ) if keys else {}
+        trees = self.trees(repo)
+        root = await self.root_of(repo, branch.head)
+        ops: list[Op] = [Check(parts.branches, branch.name.encode(), branch.encode())]
+        missing: list[str] = []
+        for key in keys:
+            newest = next((v for t in branch.tokens if (v := staged.get(t + key)) is not None),
+                          None)
+            committed: bytes | None = None
+            if newest is None:
+                committed = await trees.lookup(root, key)
+            if not (newest if newest is not None else committed):
+                missing.append(key.decode())
+                continue
+            if any(t + key in staged for t in sealed):
+                tombstone = True
+            else:
+                if newest is not None:
+                    committed = await trees.lookup(root, key)
+                tombstone = committed is not None
+            row = staged.get(token + key)
+            ops.append(Check(part, token + key, ABSENT if row is None else row))
+            ops.append(self.staging.put_op(part, token, key, b"") if tombstone
+                       else self.staging.delete_op(part, token, key))
+        return ops, missing
+
     async def put_object(
         self: Graveler,
         repo_name: str,
@@ -437,6 +615,59 @@ def copy_of(
         else entry.metadata,
         entry.checksums,
     )
+
+
+def listed_fields(raw: bytes) -> tuple[str, int, str, float, str, dict[str, str]]:
+    """What a listing shows of an encoded entry, without building an `Entry`: (address,
+    size, ETag, last-modified, content type, user metadata). Mirrors `Entry.decode`."""
+    address, size, etag, _checksum, mtime, ctype, meta, _sums = msgpack.unpackb(
+        raw[IDENTITY_BYTES:]
+    )
+    return _unpack_address(address), size, _unpack_hex(etag), mtime, ctype, meta or {}
+
+
+async def _merge_batches(streams: list[AsyncIterator[Batch]]) -> AsyncIterator[Batch]:
+    """Union of sorted batch streams by key; for equal keys the earliest stream's value wins.
+
+    Each round merges, in one sort, everything up to the smallest last key of the batches
+    in hand, so no stream is awaited more than once per batch.
+    """
+    try:
+        heads: list[list] = []  # [stream index, keys, values, position]
+        for i, stream in enumerate(streams):
+            first = await anext(stream, None)
+            if first is not None and first[0]:
+                heads.append([i, first[0], first[1], 0])
+        while len(heads) > 1:
+            bound = min(keys[-1] for _, keys, _, _ in heads)
+            rows: list[tuple[bytes, int, bytes]] = []
+            for head in heads:
+                i, keys, values, pos = head
+                cut = bisect_right(keys, bound, pos)
+                rows += zip(keys[pos:cut], repeat(i), values[pos:cut])
+                head[3] = cut
+            rows.sort()  # (key, stream) pairs are unique: values are never compared
+            out_keys: list[bytes] = []
+            out_values: list[bytes] = []
+            last = None
+            for key, _, value in rows:
+                if key != last:
+                    out_keys.append(key)
+                    out_values.append(value)
+                    last = key
+            yield out_keys, out_values
+            for head in heads:
+                if head[3] == len(head[1]):
+                    batch = await anext(streams[head[0]], None)
+                    head[1:] = [batch[0], batch[1], 0] if batch else [[], [], 0]
+            heads = [head for head in heads if head[1]]
+        for i, keys, values, pos in heads:
+            yield keys[pos:], values[pos:]
+            async for batch in streams[i]:
+                yield batch
+    finally:
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
 
 
 def _rollup(key: bytes, prefix: bytes, delimiter: bytes) -> bytes | None:

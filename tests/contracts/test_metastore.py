@@ -1,4 +1,4 @@
-"""The metadata store contract, run against the memory store and the SQLite store.
+"""The metadata store contract, run against the memory, SQLite and PostgreSQL stores.
 
 The second half holds what only a store on disk can show: reopening, schema versions, several
 stores (and a real second process, killed mid-write) sharing one file.
@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, closing
 from pathlib import Path
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,16 +35,20 @@ from lakeproxy.metastore.base import (
 from lakeproxy.metastore.memory import MemoryMetadataStore
 from lakeproxy.metastore.migrations import SCHEMA_VERSION
 from lakeproxy.metastore.sqlite import SqliteMetadataStore, prefix_end
+from tests.conftest import METASTORES, open_metastore
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=METASTORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
     if request.param == "memory":
         opened: MetadataStore = MemoryMetadataStore()
-    else:
+    elif request.param == "sqlite":
         opened = await SqliteMetadataStore.open(tmp_path / "meta.db")
+    else:
+        opened = await open_metastore("postgres", tmp_path,
+                                      request.getfixturevalue("postgres_metadata_url"))
     yield opened
     await opened.close()
 
@@ -683,3 +688,168 @@ async def test_sqlite_acknowledged_writes_survive_sigkill(tmp_path: Path) -> Non
         await store.close()
     with closing(raw(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# --- PostgreSQL only: URLs, schemas, migrations -------------------------------------------------
+
+
+def test_postgres_url_parameters_are_read_and_removed() -> None:
+    from lakeproxy.metastore.pg_url import parse_postgres_url
+
+    target = parse_postgres_url("postgresql://u@db.example:6432/meta?schema=lake&pool_max=7"
+                                "&sslmode=disable")
+    assert (target.schema, target.pool_min, target.pool_max) == ("lake", 2, 7)
+    assert "schema" not in target.conninfo and "pool_max" not in target.conninfo
+    assert "sslmode=disable" in target.conninfo and "application_name=lakeproxy" in target.conninfo
+    by_path = parse_postgres_url(
+        "postgres://h/db?options=-csearch_path%3D%22My%5C%20Lake%22,public%20-cwork_mem%3D4MB")
+    assert by_path.schema == "My Lake"
+    assert parse_postgres_url("postgresql://h/db?options=-c%20search_path%3D$user,x").schema == "x"
+    assert parse_postgres_url("postgresql://h/db").schema == "public"
+    assert parse_postgres_url("postgresql://h/db?pool_max=1").pool_min == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://h/db",
+        "postgresql://h/db?pool_max=0",
+        "postgresql://h/db?pool_min=5&pool_max=2",
+        "postgresql://h/db?pool_max=many",
+        "postgresql://h/db?no_such_libpq_option=1",
+        "postgresql://h/db?schema=" + "x" * 64,
+    ],
+)
+def test_postgres_bad_urls_are_invalid_arguments(url: str) -> None:
+    from lakeproxy.metastore.pg_url import parse_postgres_url
+
+    with pytest.raises(InvalidArgument):
+        parse_postgres_url(url)
+
+
+async def test_open_metastore_picks_the_store_by_url(tmp_path: Path) -> None:
+    from lakeproxy.metastore import open_metastore as open_by_url
+
+    embedded = await open_by_url(None, tmp_path / "data")
+    try:
+        assert isinstance(embedded, SqliteMetadataStore)
+        assert (tmp_path / "data" / "metadata.db").exists()
+    finally:
+        await embedded.close()
+    with pytest.raises(InvalidArgument):
+        await open_by_url("mysql://h/db", tmp_path)
+
+
+def test_unreachable_postgres_skips_tests_but_fails_them_in_ci() -> None:
+    from tests.conftest import postgres_unreachable, require_postgres
+
+    reason = postgres_unreachable("postgresql://postgres@127.0.0.1:1/test")
+    assert reason is not None
+    with pytest.raises(pytest.skip.Exception, match="unreachable"):
+        require_postgres(reason, {})
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_postgres(reason, {"CI": "true"})
+    require_postgres(None, {"CI": "true"})  # reachable: the test runs
+
+
+@pytest.mark.postgres
+async def test_postgres_creates_its_schema_and_reopens_it(postgres_metadata_url: str) -> None:
+    from lakeproxy.metastore.pg_migrations import SCHEMA_VERSION as PG_VERSION
+    from lakeproxy.metastore.postgres import PostgresMetadataStore
+
+    first, second = await asyncio.gather(
+        PostgresMetadataStore.open(postgres_metadata_url),
+        PostgresMetadataStore.open(postgres_metadata_url),
+    )
+    await first.set("p", b"k", b"v")
+    await first.close()
+    await first.close()  # closing twice is harmless
+    assert await second.get("p", b"k") == b"v"
+    await second.close()
+    with pytest.raises(StorageError, match="closed"):
+        await second.get("p", b"k")
+    async with await psycopg.AsyncConnection.connect(postgres_metadata_url.split("?")[0]) as c:
+        cur = await c.execute(f'SELECT version FROM "{first.schema}".schema_version')
+        assert await cur.fetchall() == [(v,) for v in range(1, PG_VERSION + 1)]
+
+
+@pytest.mark.postgres
+async def test_postgres_refuses_a_newer_schema(postgres_metadata_url: str) -> None:
+    from lakeproxy.metastore.postgres import PostgresMetadataStore
+
+    store = await PostgresMetadataStore.open(postgres_metadata_url)
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(
+        postgres_metadata_url.split("?")[0], autocommit=True
+    ) as c:
+        await c.execute(f'INSERT INTO "{store.schema}".schema_version (version, name)'
+                        " VALUES (999, 'future')")
+    with pytest.raises(StorageError, match="newer"):
+        await PostgresMetadataStore.open(postgres_metadata_url)
+
+
+async def test_postgres_unreachable_is_service_unavailable() -> None:
+    from lakeproxy.errors import ServiceUnavailable
+    from lakeproxy.metastore.postgres import PostgresMetadataStore
+
+    with pytest.raises(ServiceUnavailable):
+        await PostgresMetadataStore.open("postgresql://postgres@127.0.0.1:1/test",
+                                         connection_timeout=1)
+
+
+@pytest.mark.postgres
+async def test_postgres_rejects_keys_that_are_not_bytes(postgres_metadata_url: str) -> None:
+    from lakeproxy.metastore.postgres import PostgresMetadataStore
+
+    store = await PostgresMetadataStore.open(postgres_metadata_url)
+    try:
+        with pytest.raises(InvalidArgument):
+            await store.set("p", "text", b"v")  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):
+            await store.write([Put("p", b"a", b"1"), Put("p", b"b", "text")])  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):
+            await store.put_many("p", [(b"a", b"1"), (b"z", "text")])  # type: ignore[list-item]
+        assert await scanned(store, "p") == []
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_put_many_of_many_chunks_is_one_transaction(
+    postgres_metadata_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakeproxy.metastore.postgres import PostgresMetadataStore
+
+    monkeypatch.setattr("lakeproxy.metastore.postgres._BULK_ROWS", 10)
+    store = await PostgresMetadataStore.open(postgres_metadata_url)
+    good = [(b"k%03d" % i, b"v%d" % i) for i in range(95)]
+
+    def failing() -> Iterator[tuple[bytes, bytes]]:
+        yield from good
+        raise RuntimeError("the source failed")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await store.put_many("p", failing())
+        assert await scanned(store, "p") == []
+        await store.put_many("p", [*good, (b"k000", b"last")])
+        assert len(await scanned(store, "p")) == 95
+        assert await store.get("p", b"k000") == b"last"
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_checks_of_one_key_that_disagree_fail(postgres_metadata_url: str) -> None:
+    store = await open_metastore("postgres", Path(), postgres_metadata_url)
+    try:
+        await store.set("p", b"k", b"v")
+        for expects in ((b"v", ABSENT), (b"v", b"w"), (ABSENT, b"v")):
+            with pytest.raises(PreconditionFailed):
+                await store.write([Check("p", b"k", e) for e in expects] + [Put("p", b"x", b"")])
+        await store.write([Check("p", b"k", b"v"), Check("p", b"k", b"v"),
+                           Check("p", b"n", ABSENT), Check("p", b"n", ABSENT),
+                           Put("p", b"x", b"")])
+        assert await keys_of(store, "p") == [b"k", b"x"]  # the placeholder of b"n" is gone
+    finally:
+        await store.close()

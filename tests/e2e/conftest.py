@@ -1,4 +1,7 @@
-"""A `lake serve` subprocess shared by the end-to-end tests of a module, and S3 clients."""
+"""A `lake serve` subprocess shared by the end-to-end tests of a module, and S3 clients.
+
+Every module runs twice: on the embedded SQLite store and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,51 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.conftest import fresh_schema
 from tests.server import Server, lake_serve
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+E2E_DIR = Path(__file__).resolve().parent
+
+# Tests of what only the embedded store does (such as files it creates in the data directory).
+# Marking a test `embedded_store` does the same.
+EMBEDDED_ONLY = frozenset({"test_master_key_is_generated_owner_only"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "embedded_store: an end-to-end test of the embedded (SQLite) store only"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="tests what only the embedded store does")
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (
+            callspec is not None
+            and callspec.params.get("server") == "postgres"
+            and E2E_DIR in item.path.parents
+            and (
+                item.get_closest_marker("embedded_store") is not None
+                or getattr(item, "originalname", item.name) in EMBEDDED_ONLY
+            )
+        ):
+            item.add_marker(skip)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`lake serve` on SQLite in its data directory, then on PostgreSQL in a fresh schema."""
     base = tmp_path_factory.mktemp("lake")
-    with lake_serve(base / "data") as running:
+    if request.param == "sqlite":
+        with lake_serve(base / "data") as running:
+            yield running
+        return
+    with fresh_schema() as url, lake_serve(base / "data", metadata_url=url) as running:
         yield running
 
 

@@ -26,7 +26,7 @@ async def list_buckets(ctx: Ctx) -> web.StreamResponse:
             break
         after = page[-1].name
     buckets = [("Bucket", [("Name", r.name), ("CreationDate", iso8601(r.creation_date))])
-               for r in repos]
+               for r in repos if ctx.principal.sees(r.name)]
     return xml_response(render("ListAllMyBucketsResult",
                                [("Owner", OWNER), ("Buckets", buckets)]))
 

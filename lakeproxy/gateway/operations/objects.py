@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from lakeproxy.auth.model import Level
 from lakeproxy.errors import (
     InvalidArgument,
     LakeproxyError,
@@ -331,6 +332,7 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
             version = text_of(obj, "VersionId")
             if version not in (None, "null"):
                 raise InvalidRequest("only versionId=null is accepted")
+            ctx.principal.require(ctx.bucket, Level.WRITE)  # every key, as its own request
             ref, _, path = key.partition("/")
             if not ref:
                 raise InvalidArgument(f"key {key!r} names no ref")
@@ -368,6 +370,7 @@ def parse_copy_source(header: str) -> tuple[str, str, str]:
 
 async def source_entry(ctx: Ctx) -> tuple[str, Entry]:
     bucket, ref, path = parse_copy_source(ctx.request.headers["x-amz-copy-source"])
+    ctx.principal.require(bucket, Level.READ)  # before the source is looked up at all
     try:
         entry = await ctx.g.get_entry(bucket, ref, path)
     except NotFound as e:

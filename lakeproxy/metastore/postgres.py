@@ -1,0 +1,666 @@
+"""The PostgreSQL metadata store: one truth shared by any number of lakeproxy processes.
+
+Every partition lives in one table ``kv (p, k, v)`` whose primary key orders keys bytewise
+(bytea). Connections come from a psycopg pool in autocommit mode, so a point read or a
+single-key write is one statement and one round trip.
+
+`write(ops)` is one short transaction in two round trips, both pipelined: first BEGIN and
+every check, then every operation and COMMIT. A check of a value locks its row (FOR SHARE,
+or FOR UPDATE when the batch also writes that key) so that nobody changes it before the
+commit; a check for absence inserts a placeholder row with ON CONFLICT DO NOTHING, which holds
+the key exactly as a row lock would, and the placeholder is removed again unless the batch
+writes the key. No lock outlives the transaction, and no transaction spans a commit's heavy
+work: the core computes trees first and only then swaps the branch head in one `write`.
+
+Lost connections are told apart by what they may have done. A read, and a transaction that
+never sent its COMMIT, are retried on a fresh connection; a single-statement write or a
+transaction whose COMMIT was sent may have committed, so it raises ServiceUnavailable (the
+gateway answers 503 with Retry-After) rather than guess. Deadlocks and serialization
+failures are reported by the server before anything commits, so they are retried too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import select
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import pq
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from lakeproxy.errors import (
+    InvalidArgument,
+    LakeproxyError,
+    PreconditionFailed,
+    ServiceUnavailable,
+    StorageError,
+)
+from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
+from lakeproxy.metastore.pg_migrations import migrate, quote_ident
+from lakeproxy.metastore.pg_url import PostgresTarget, parse_postgres_url
+from lakeproxy.metastore.sqlite import prefix_end
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+
+_READ_ATTEMPTS = 4
+_TXN_ATTEMPTS = 6
+_BULK_ROWS = 2000
+_BULK_BYTES = 4 * 1024 * 1024
+_REPLAY_BYTES = 64 * 1024 * 1024
+# SQLSTATEs of a connection that is gone or going: class 08 and the shutdown codes.
+_LOST_STATES = ("57P01", "57P02", "57P03")
+# SQLSTATEs with which the server aborts a transaction it did not commit.
+_ABORTED_STATES = ("40001", "40P01")
+
+
+class _Statements:
+    """The SQL of a store, with its table's schema-qualified name filled in."""
+
+    def __init__(self, schema: str) -> None:
+        kv = f"{quote_ident(schema)}.kv"
+        self.get = f"SELECT v FROM {kv} WHERE p = %s AND k = %s"
+        self.get_many = f"SELECT k, v FROM {kv} WHERE p = %s AND k = ANY(%s)"
+        self.upsert = (
+            f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, %s)"
+            " ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
+        )
+        self.insert_new = (
+            f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, %s) ON CONFLICT (p, k) DO NOTHING"
+        )
+        self.swap = f"UPDATE {kv} SET v = %s WHERE p = %s AND k = %s AND v = %s"
+        self.delete = f"DELETE FROM {kv} WHERE p = %s AND k = %s"
+        self.delete_from = f"DELETE FROM {kv} WHERE p = %s AND k >= %s"
+        self.delete_between = f"DELETE FROM {kv} WHERE p = %s AND k >= %s AND k < %s"
+        self.lock_share = f"SELECT v FROM {kv} WHERE p = %s AND k = %s FOR SHARE"
+        self.lock_update = f"SELECT v FROM {kv} WHERE p = %s AND k = %s FOR UPDATE"
+        self.claim = (
+            f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, ''::bytea)"
+            " ON CONFLICT (p, k) DO NOTHING RETURNING true"
+        )
+        self.bulk_upsert = (
+            f"INSERT INTO {kv} (p, k, v) SELECT %s, r.k, r.v"
+            " FROM unnest(%s::bytea[], %s::bytea[]) AS r (k, v)"
+            " ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
+        )
+        scan = f"SELECT k, v FROM {kv} WHERE p = %s AND k "
+        self.scan = {
+            (inclusive, bounded): scan
+            + (">= %s" if inclusive else "> %s")
+            + (" AND k < %s" if bounded else "")
+            + " ORDER BY k LIMIT %s"
+            for inclusive in (True, False)
+            for bounded in (True, False)
+        }
+
+
+def _lost(exc: BaseException) -> bool:
+    """True when `exc` says the connection broke (the server may or may not have acted)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _LOST_STATES
+
+
+def _aborted(exc: BaseException) -> bool:
+    """True when the server aborted the transaction itself (deadlock, serialization)."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in _ABORTED_STATES
+
+
+def _check_bytes(*values: object) -> None:
+    for value in values:
+        if not isinstance(value, bytes):
+            raise InvalidArgument(
+                f"the metadata store takes keys and values as bytes, not {type(value).__name__}"
+            )
+
+
+async def _probe(conn: Conn) -> None:
+    """Pool check: refuse a connection with unexpected input waiting (its server is gone).
+
+    An idle connection has nothing to read. When its backend is terminated the server sends
+    an error and closes the socket, which makes it readable: the pool then drops it and
+    hands out another, instead of a write failing on it with an unknowable outcome. This
+    costs one non-blocking `select`, no round trip.
+    """
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        raise psycopg.OperationalError("the connection was closed by the server")
+
+
+@dataclass(slots=True)
+class _Txn:
+    """What a transaction attempt did so far; `committing` is set once COMMIT may be sent."""
+
+    committing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyCheck:
+    partition: str
+    key: bytes
+    expect: Expect
+    exclusive: bool  # the batch writes this key: lock it for update, not for share
+
+
+def _touches(op: Op, partition: str, key: bytes) -> bool:
+    if isinstance(op, Put | Delete):
+        return op.partition == partition and op.key == key
+    if isinstance(op, DeleteRange):
+        return (
+            op.partition == partition and op.start <= key and (op.end is None or key < op.end)
+        )
+    return False
+
+
+def _plan_checks(batch: tuple[Op, ...]) -> list[_KeyCheck]:
+    """One check per distinct key, in key order (so transactions lock rows in one order).
+
+    Raises PreconditionFailed at once when two checks of one key expect different things:
+    they cannot both hold.
+    """
+    wanted: dict[tuple[str, bytes], Expect] = {}
+    for op in batch:
+        if isinstance(op, Check):
+            seen = wanted.setdefault((op.partition, op.key), op.expect)
+            if seen != op.expect:
+                raise PreconditionFailed(
+                    "the record changed since it was read", partition=op.partition, key=op.key
+                )
+    return [
+        _KeyCheck(p, k, expect, any(_touches(op, p, k) for op in batch))
+        for (p, k), expect in sorted(wanted.items(), key=lambda item: item[0])
+    ]
+
+
+@dataclass(slots=True)
+class _Chunks:
+    """The rows of a `put_many`, deduplicated and sorted chunk by chunk, replayable.
+
+    Chunks already read are kept (up to `_REPLAY_BYTES`) so that a transaction that lost its
+    connection before COMMIT can be run again from the start.
+    """
+
+    source: Iterator[tuple[bytes, bytes]]
+    kept: list[dict[bytes, bytes]] = field(default_factory=list)
+    kept_bytes: int = 0
+    replayable: bool = True
+    exhausted: bool = False
+
+    def __iter__(self) -> Iterator[dict[bytes, bytes]]:
+        yield from self.kept
+        while not self.exhausted:
+            chunk, size = self._read_chunk()
+            if not chunk:
+                break
+            if self.replayable:
+                if self.kept_bytes + size <= _REPLAY_BYTES:
+                    self.kept.append(chunk)
+                    self.kept_bytes += size
+                else:
+                    self.replayable = False
+                    self.kept.clear()
+            yield chunk
+
+    def _read_chunk(self) -> tuple[dict[bytes, bytes], int]:
+        chunk: dict[bytes, bytes] = {}
+        size = 0
+        for key, value in self.source:
+            _check_bytes(key, value)
+            chunk[key] = value
+            size += len(key) + len(value)
+            if len(chunk) >= _BULK_ROWS or size >= _BULK_BYTES:
+                return chunk, size
+        self.exhausted = True
+        return chunk, size
+
+
+class PostgresMetadataStore:
+    """A `MetadataStore` in a PostgreSQL schema, shared by every process that opens it.
+
+    Create it with the async `PostgresMetadataStore.open(url)`; the constructor is internal.
+    Call `close()` when done.
+    """
+
+    def __init__(self, target: PostgresTarget, pool: AsyncConnectionPool[Any]) -> None:
+        self._target = target
+        self._pool = pool
+        self._sql = _Statements(target.schema)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        pool_min: int | None = None,
+        pool_max: int | None = None,
+        connection_timeout: float = 10.0,
+    ) -> PostgresMetadataStore:
+        """Connect to the server named by `url`, bring the schema up to date, open the pool.
+
+        Args:
+            url: ``postgresql://…`` (see `lakeproxy.metastore.pg_url` for the parameters
+                lakeproxy reads: ``schema``, ``pool_min``, ``pool_max``).
+            pool_min: Connections kept open (the URL's ``pool_min`` wins).
+            pool_max: Most connections open at once (the URL's ``pool_max`` wins).
+            connection_timeout: Seconds to wait for a connection, at start and for every
+                operation.
+
+        Raises:
+            InvalidArgument: The URL is malformed.
+            ServiceUnavailable: The server cannot be reached.
+            StorageError: The schema is newer than this lakeproxy, or PostgreSQL refused.
+        """
+        target = parse_postgres_url(url, pool_min=pool_min, pool_max=pool_max)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                target.conninfo,
+                autocommit=True,
+                connect_timeout=max(1, round(connection_timeout)),
+            )
+        except psycopg.Error as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the metadata database ({target.display}): {exc}"
+            ) from exc
+        try:
+            await migrate(conn, target.schema)
+        except psycopg.Error as exc:
+            raise StorageError(
+                f"cannot prepare the metadata schema ({target.display}): {exc}"
+            ) from exc
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            target.conninfo,
+            min_size=target.pool_min,
+            max_size=target.pool_max,
+            kwargs={"autocommit": True},
+            check=_probe,
+            timeout=connection_timeout,
+            open=False,
+            name=f"lakeproxy-{target.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=connection_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise ServiceUnavailable(
+                f"cannot open connections to the metadata database ({target.display})"
+            ) from exc
+        return cls(target, pool)
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema that holds the store."""
+        return self._target.schema
+
+    # Running statements
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the metadata store is closed", schema=self.schema)
+
+    def _unavailable(self, exc: BaseException, doing: str) -> ServiceUnavailable:
+        """The error to raise (from `exc`) when the database cannot be used right now."""
+        return ServiceUnavailable(
+            f"the metadata database ({self._target.display}) is unavailable while {doing}: "
+            f"{exc}; retry later",
+            schema=self.schema,
+        )
+
+    def _translate(self, exc: psycopg.Error) -> LakeproxyError:
+        """The error to raise (from `exc`) for anything else PostgreSQL reports."""
+        if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+            return InvalidArgument(
+                f"the metadata database rejected a row: {exc}", schema=self.schema
+            )
+        return StorageError(f"the metadata database failed: {exc}", schema=self.schema)
+
+    async def _backoff(self, attempt: int) -> None:
+        await asyncio.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
+
+    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run a read on a pooled connection; retried on a fresh one if the connection breaks."""
+        self._check_open()
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                async with self._pool.connection() as conn:
+                    return await fn(conn)
+            except PoolTimeout as exc:
+                raise self._unavailable(exc, "reading") from exc
+            except psycopg.Error as exc:
+                if not (_lost(exc) or _aborted(exc)):
+                    raise self._translate(exc) from exc
+                if attempt + 1 == _READ_ATTEMPTS:
+                    raise self._unavailable(exc, "reading") from exc
+            await self._backoff(attempt)
+        raise AssertionError("unreachable")
+
+    async def _statement(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run one autocommit write and return its row count.
+
+        A broken connection leaves the outcome unknown (the statement may have committed),
+        so it is not retried: it raises ServiceUnavailable.
+        """
+        self._check_open()
+        for attempt in range(_TXN_ATTEMPTS):
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(sql, params)
+                    return cur.rowcount
+            except PoolTimeout as exc:
+                raise self._unavailable(exc, "writing") from exc
+            except psycopg.Error as exc:
+                if _lost(exc):
+                    raise self._unavailable(exc, "writing (the write may or may not have "
+                                            "been applied)") from exc
+                if not _aborted(exc):
+                    raise self._translate(exc) from exc
+            await self._backoff(attempt)
+        raise self._unavailable(RuntimeError("too many aborted attempts"), "writing")
+
+    async def _transact(
+        self,
+        fn: Callable[[Conn, _Txn], Awaitable[None]],
+        can_retry: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Run a transaction; attempts that surely did not commit are retried from scratch."""
+        self._check_open()
+        for attempt in range(_TXN_ATTEMPTS):
+            txn = _Txn()
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        await fn(conn, txn)
+                    except BaseException:
+                        await _rollback(conn)
+                        raise
+                return
+            except PoolTimeout as exc:
+                raise self._unavailable(exc, "writing") from exc
+            except psycopg.Error as exc:
+                if _lost(exc) and txn.committing:
+                    raise self._unavailable(exc, "committing (the write may or may not "
+                                            "have been applied)") from exc
+                if not (_lost(exc) or _aborted(exc)):
+                    raise self._translate(exc) from exc
+                if not can_retry() or attempt + 1 == _TXN_ATTEMPTS:
+                    raise self._unavailable(exc, "writing (nothing was applied)") from exc
+            await self._backoff(attempt)
+        raise AssertionError("unreachable")
+
+    # Reads
+
+    async def get(self, partition: str, key: bytes) -> bytes | None:
+        """Return the value at (`partition`, `key`), or None when there is none."""
+
+        async def run(conn: Conn) -> bytes | None:
+            cur = await conn.execute(self._sql.get, (partition, key), binary=True)
+            row = await cur.fetchone()
+            return None if row is None else row[0]
+
+        return await self._read(run)
+
+    async def get_many(self, partition: str, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """Return the values of the given keys that exist, read in one statement (a snapshot)."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        _check_bytes(*wanted)
+
+        async def run(conn: Conn) -> dict[bytes, bytes]:
+            cur = await conn.execute(self._sql.get_many, (partition, wanted), binary=True)
+            return dict(await cur.fetchall())
+
+        return await self._read(run)
+
+    # Writes
+
+    async def set(self, partition: str, key: bytes, value: bytes) -> None:
+        """Write a value unconditionally; durable when this returns."""
+        _check_bytes(key, value)
+        await self._statement(self._sql.upsert, (partition, key, value))
+
+    async def set_if(self, partition: str, key: bytes, value: bytes, *, expect: Expect) -> None:
+        """Write iff the current value equals `expect` (or the key is absent, for ABSENT).
+
+        One statement: an insert that does nothing on a conflict, or an update whose WHERE
+        compares the current value (PostgreSQL re-checks it against the latest version when
+        another transaction changed the row meanwhile).
+
+        Raises:
+            PreconditionFailed: The current value differs from `expect`; nothing was written.
+            ServiceUnavailable: The connection broke; the write may or may not have happened.
+        """
+        _check_bytes(key, value)
+        if expect is ABSENT:
+            count = await self._statement(self._sql.insert_new, (partition, key, value))
+        else:
+            _check_bytes(expect)
+            count = await self._statement(self._sql.swap, (value, partition, key, expect))
+        if count != 1:
+            raise PreconditionFailed(
+                "the record changed since it was read", partition=partition, key=key
+            )
+
+    async def delete(self, partition: str, key: bytes) -> None:
+        """Delete a key; deleting a missing key is not an error."""
+        _check_bytes(key)
+        await self._statement(self._sql.delete, (partition, key))
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Apply `ops` atomically, in order, after checking every `Check` against the old state.
+
+        Raises:
+            PreconditionFailed: A check failed; nothing was written.
+            TypeError: An element of `ops` is not an `Op`.
+            ServiceUnavailable: The connection broke after COMMIT was sent (the batch may or
+                may not have been applied), or kept breaking before.
+        """
+        batch = tuple(ops)
+        for op in batch:
+            if not isinstance(op, Put | Delete | DeleteRange | Check):
+                raise TypeError(f"not a metadata store operation: {op!r}")
+            if isinstance(op, Put):
+                _check_bytes(op.key, op.value)
+        if not batch:
+            return
+        checks = _plan_checks(batch)
+        await self._transact(lambda conn, txn: self._write_txn(conn, txn, checks, batch))
+
+    async def _write_txn(
+        self, conn: Conn, txn: _Txn, checks: list[_KeyCheck], batch: tuple[Op, ...]
+    ) -> None:
+        async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN")
+            if checks:
+                claimed = await self._lock_checked(conn, pipeline, checks)
+            else:
+                await self._apply_ops(conn, batch)
+                await pipeline.sync()
+            if checks:
+                await self._apply_ops(conn, batch)
+                for check in claimed:  # placeholders no operation replaced or removed
+                    if not any(_touches(op, check.partition, check.key) for op in batch):
+                        await conn.execute(self._sql.delete, (check.partition, check.key))
+            txn.committing = True
+            await conn.execute("COMMIT")
+
+    async def _lock_checked(
+        self, conn: Conn, pipeline: psycopg.AsyncPipeline, checks: list[_KeyCheck]
+    ) -> list[_KeyCheck]:
+        """Evaluate and lock every check in one round trip; return the claimed absent keys."""
+        cursors = []
+        for check in checks:
+            if check.expect is ABSENT:
+                sql = self._sql.claim
+            else:
+                sql = self._sql.lock_update if check.exclusive else self._sql.lock_share
+            cursors.append(await conn.execute(sql, (check.partition, check.key), binary=True))
+        await pipeline.sync()
+        claimed = []
+        for check, cur in zip(checks, cursors, strict=True):
+            row = await cur.fetchone()
+            holds = row is not None if check.expect is ABSENT else (
+                row is not None and row[0] == check.expect
+            )
+            if not holds:
+                raise PreconditionFailed(
+                    "the record changed since it was read",
+                    partition=check.partition, key=check.key,
+                )
+            if check.expect is ABSENT:
+                claimed.append(check)
+        return claimed
+
+    async def _apply_ops(self, conn: Conn, batch: tuple[Op, ...]) -> None:
+        sql = self._sql
+        for op in batch:
+            if isinstance(op, Put):
+                await conn.execute(sql.upsert, (op.partition, op.key, op.value))
+            elif isinstance(op, Delete):
+                await conn.execute(sql.delete, (op.partition, op.key))
+            elif isinstance(op, DeleteRange):
+                if op.end is None:
+                    await conn.execute(sql.delete_from, (op.partition, op.start))
+                else:
+                    await conn.execute(sql.delete_between, (op.partition, op.start, op.end))
+
+    async def put_many(self, partition: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write many values into one partition in one transaction (bulk load).
+
+        Rows are sent in chunks, each one `INSERT … SELECT FROM unnest(keys, values)`
+        statement, pipelined, so a chunk is built while the server stores the previous
+        one; COMMIT goes alone once every chunk is stored, so a connection lost before it
+        is retried (from rows kept in memory, up to 64 MiB of them). Within the call the last of duplicate keys wins. `items` is read as it is sent;
+        if iterating it raises, nothing of it is written and the error propagates.
+        """
+        chunks = _Chunks(iter(items))
+
+        async def run(conn: Conn, txn: _Txn) -> None:
+            async with conn.pipeline() as pipeline:
+                await conn.execute("BEGIN")
+                for chunk in chunks:
+                    ordered = sorted(chunk)
+                    await conn.execute(
+                        self._sql.bulk_upsert,
+                        (partition, ordered, [chunk[k] for k in ordered]),
+                    )
+                await pipeline.sync()  # every row is in: a failure until here is retryable
+                txn.committing = True
+                await conn.execute("COMMIT")
+
+        await self._transact(run, can_retry=lambda: chunks.replayable)
+
+    # Scans
+
+    async def scan(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Yield (key, value) pairs of `partition` in ascending bytewise key order.
+
+        Yields keys that are >= `start`, > `after` (when given) and begin with `prefix`, at
+        most `limit` of them. Each batch of `batch_size` rows is one query (keyset pagination)
+        and a consistent snapshot; no cursor or transaction stays open between batches.
+
+        Raises:
+            InvalidArgument: `batch_size` is less than 1.
+        """
+        async for rows in self.scan_batches(
+            partition, start=start, after=after, prefix=prefix, limit=limit,
+            batch_size=batch_size,
+        ):
+            for row in rows:
+                yield row
+
+    async def scan_batches(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
+        caller works on the current one."""
+        if batch_size < 1:
+            raise InvalidArgument("batch_size must be at least 1")
+        lower, inclusive = max(start, prefix), True
+        if after is not None and after >= lower:
+            lower, inclusive = after, False
+        upper = prefix_end(prefix)
+        remaining = limit
+        ahead: asyncio.Future[list[tuple[bytes, bytes]]] | None = None
+        try:
+            while remaining is None or remaining > 0:
+                count = batch_size if remaining is None else min(batch_size, remaining)
+                if ahead is not None:
+                    rows = await ahead
+                    ahead = None
+                else:
+                    rows = await self._read_batch(partition, lower, inclusive, upper, count)
+                if not rows:
+                    return
+                if remaining is not None:
+                    remaining -= len(rows)
+                lower, inclusive = rows[-1][0], False
+                if len(rows) == count and (remaining is None or remaining > 0):
+                    nxt = batch_size if remaining is None else min(batch_size, remaining)
+                    ahead = asyncio.ensure_future(
+                        self._read_batch(partition, lower, inclusive, upper, nxt)
+                    )
+                yield rows
+                if len(rows) < count:
+                    return
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
+
+    async def _read_batch(
+        self, partition: str, lower: bytes, inclusive: bool, upper: bytes | None, count: int
+    ) -> list[tuple[bytes, bytes]]:
+        """One keyset-pagination page: the first `count` keys from `lower`, below `upper`."""
+        sql = self._sql.scan[(inclusive, upper is not None)]
+        params: tuple[object, ...] = (
+            (partition, lower, count) if upper is None else (partition, lower, upper, count)
+        )
+
+        async def run(conn: Conn) -> list[tuple[bytes, bytes]]:
+            cur = await conn.execute(sql, params, binary=True)
+            return await cur.fetchall()
+
+        return await self._read(run)
+
+    async def close(self) -> None:
+        """Close every pooled connection. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pool.close()
+
+
+async def _rollback(conn: Conn) -> None:
+    """End a transaction left open by a failed attempt (the pool would warn otherwise)."""
+    if conn.broken or conn.closed:
+        return
+    if conn.pgconn.transaction_status in (pq.TransactionStatus.INTRANS,
+                                          pq.TransactionStatus.INERROR):
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")

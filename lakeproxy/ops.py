@@ -44,7 +44,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from lakeproxy.config import Settings
-from lakeproxy.gateway.app import REQUEST_ID, dispatch
+from lakeproxy.gateway.app import OPERATION, REQUEST_ID, dispatch
 from lakeproxy.gateway.context import Services
 from lakeproxy.graveler import Graveler
 from lakeproxy.logs import ACCESS_LOGGER, bind_request_id, unbind_request_id
@@ -54,7 +54,6 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 # The `_created` series double the output and no dashboard reads them.
 disable_created_metrics()
 
-OPERATION = "lakeproxy.operation"  # set by the gateway once it knows the S3 operation
 OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 # Latency buckets from 1 ms (a cached HEAD) to a minute (a large upload or a big merge).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -129,6 +129,6 @@ def create_api_app(services: Services) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[SERVICES] = services
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, make_view(route))
+        app.router.add_route(route.method, route.path, make_view(route), name=route.operation_id)
     app.router.add_route(UNMATCHED.method, UNMATCHED.path, make_view(UNMATCHED))
     return app

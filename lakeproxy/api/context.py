@@ -6,7 +6,7 @@ their JSON straight from encoded entries and encode it with orjson."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,7 +19,7 @@ from lakeproxy.api.routing import Param, ParamKind, Route
 from lakeproxy.auth.model import Principal
 from lakeproxy.errors import InvalidArgument
 from lakeproxy.gateway.context import Services
-from lakeproxy.graveler import Change, Graveler
+from lakeproxy.graveler import Graveler
 from lakeproxy.graveler.ids import validate_key
 from lakeproxy.graveler.objects import listed_fields
 
@@ -230,36 +230,15 @@ def listed_objects(namespace: str, keys: Sequence[str], values: Sequence[bytes |
     return out
 
 
-def diff_items(changes: Iterable[tuple[str, str, bytes | None, bytes | None]],
-               include_right: bool) -> list[dict[str, Any]]:
-    """`Diff` objects of (path, type, left, right) changes whose entries are still encoded."""
-    out: list[dict[str, Any]] = []
-    append = out.append
-    for path, kind, left, right in changes:
-        item: dict[str, Any] = {"type": kind, "path": path, "path_type": "object"}
-        side = right or left
-        if side:
-            _address, size, etag, mtime, content_type, metadata = listed_fields(side)
-            item["size_bytes"] = size
-            if include_right and right:
-                item["right"] = {"checksum": etag, "mtime": int(mtime),
-                                 "content_type": content_type, "metadata": metadata}
-        append(item)
-    return out
-
-
-def change_items(changes: Iterable[Change], include_right: bool) -> list[dict[str, Any]]:
-    """`Diff` objects of decoded changes (a branch's uncommitted changes)."""
-    out: list[dict[str, Any]] = []
-    for change in changes:
-        item: dict[str, Any] = {"type": change.type.value, "path": change.key,
-                                "path_type": "object"}
-        side = change.right or change.left
-        if side is not None:
-            item["size_bytes"] = side.size
-        if include_right and change.right is not None:
-            r = change.right
-            item["right"] = {"checksum": r.etag, "mtime": int(r.last_modified),
-                             "content_type": r.content_type, "metadata": dict(r.metadata)}
-        out.append(item)
-    return out
+def raw_diff_item(path: str, kind: str, left: bytes | None, right: bytes | None,
+                  include_right: bool) -> dict[str, Any]:
+    """A `Diff` object of one change whose entries are still encoded."""
+    item: dict[str, Any] = {"type": kind, "path": path, "path_type": "object"}
+    side = right or left
+    if side:
+        _address, size, etag, mtime, content_type, metadata = listed_fields(side)
+        item["size_bytes"] = size
+        if include_right and right:
+            item["right"] = {"checksum": etag, "mtime": int(mtime),
+                             "content_type": content_type, "metadata": metadata}
+    return item

@@ -116,6 +116,7 @@ def serve(
     keeps it in the data directory and prints it once.
     """
     from lakeproxy.config import ConfigError
+    from lakeproxy.errors import LakeproxyError
     from lakeproxy.server import ServeOptions
     from lakeproxy.server import serve as run
 
@@ -127,7 +128,12 @@ def serve(
         raise typer.BadParameter(str(exc)) from None
     options = ServeOptions(settings.host, settings.port, settings.workers, settings.domain,
                            settings.region)
-    run(settings, options, typer.echo)
+    try:
+        run(settings, options, typer.echo)
+    except LakeproxyError as exc:
+        # A store that cannot be opened, a wrong master key, …: the message says what to do.
+        typer.echo(f"lake serve: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

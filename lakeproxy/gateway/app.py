@@ -32,7 +32,9 @@ SERVICES = web.AppKey("services", Services)
 # Request ids: a random prefix per process, then a counter (no system call per request).
 _ID_PREFIX = uuid.uuid4().hex[:6].upper()
 _ID_COUNTER = itertools.count(1)
-REQUEST_ID = "lakeproxy.request_id"
+REQUEST_ID = web.RequestKey("lakeproxy.request_id", str)
+# The S3 operation a request was routed to (for metrics and the access log).
+OPERATION = web.RequestKey("lakeproxy.operation", str)
 
 
 @web.middleware
@@ -125,7 +127,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise MethodNotAllowed(
             f"the method {request.method} is not allowed against this resource"
         )
-    request["lakeproxy.operation"] = operation
+    request[OPERATION] = operation
     authorize(principal, operation, target.bucket)
     handler = OPERATIONS.get(operation.split(":", 1)[0])
     if handler is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,13 @@ from lakeproxy.errors import (
     UncommittedChanges,
 )
 from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
-from lakeproxy.graveler.committed.diff import diff_trees
+from lakeproxy.graveler.committed.diff import RawChange, diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
 from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
 from lakeproxy.graveler.committed.writer import TreeWriter
 from lakeproxy.graveler.ids import (
     validate_branch_name,
+    validate_key,
     validate_metadata,
     validate_prefix,
     validate_repository_id,
@@ -48,6 +49,7 @@ from lakeproxy.graveler.model import (
     Repository,
     ResolvedRef,
     Tag,
+    same_identity,
 )
 from lakeproxy.graveler.multipart import MultipartMixin
 from lakeproxy.graveler.objects import ObjectsMixin
@@ -502,6 +504,24 @@ class Graveler(ObjectsMixin, MultipartMixin):
         Branches are compared at their committed heads; see `diff_uncommitted` for a branch's
         uncommitted changes. Returns the page and whether more changes follow.
         """
+        raw, more = await self.diff_raw(repo_name, left, right, prefix=prefix, after=after,
+                                        limit=limit)
+        return [_change(key, lv, rv) for key, lv, rv in raw], more
+
+    async def diff_raw(
+        self,
+        repo_name: str,
+        left: str,
+        right: str,
+        *,
+        prefix: str = "",
+        after: str = "",
+        limit: int = 1000,
+    ) -> tuple[list[RawChange], bool]:
+        """`diff` with keys and entries left encoded: (key, left or None, right or None).
+
+        For serializers of big pages, which then decode only what they show.
+        """
         repo = await self.refs.get_repository(repo_name)
         lc = (await self.refs.resolve(repo, left)).commit_id
         rc = (await self.refs.resolve(repo, right)).commit_id
@@ -509,12 +529,12 @@ class Graveler(ObjectsMixin, MultipartMixin):
         lroot, rroot = await self.root_of(repo, lc), await self.root_of(repo, rc)
         pfx = validate_prefix(prefix)
         start = max(pfx, after.encode() + b"\x00" if after else b"")
-        changes: list[Change] = []
-        async for key, lv, rv in diff_trees(trees, lroot, rroot, start=start, stop=successor(pfx)
-                                            if pfx else None):
+        changes: list[RawChange] = []
+        async for change in diff_trees(trees, lroot, rroot, start=start, stop=successor(pfx)
+                                       if pfx else None):
             if len(changes) == limit:
                 return changes, True
-            changes.append(_change(key, lv, rv))
+            changes.append(change)
         return changes, False
 
     async def diff_uncommitted(
@@ -545,6 +565,42 @@ class Graveler(ObjectsMixin, MultipartMixin):
                 return changes, True
             changes.append(change)
         return changes, False
+
+    async def touches(
+        self,
+        repo_name: str | Repository,
+        commit: Commit,
+        *,
+        keys: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+    ) -> bool:
+        """Whether `commit` changed one of `keys`, or a key under one of `prefixes`, against
+        its first parent (a root commit: whether any of them exists in it).
+
+        Keys are two point lookups each, prefixes a diff bounded by the prefix that stops at
+        the first change; nothing is resolved by name.
+        """
+        repo = await self._repo(repo_name)
+        trees = self.trees(repo)
+        root = await trees.root(commit.metarange_id)
+        parent = await self.root_of(repo, commit.parents[0]) if commit.parents else EMPTY_ROOT
+        if root.id == parent.id:
+            return False
+        for key in keys:
+            raw = validate_key(key)
+            before, after = await trees.lookup(parent, raw), await trees.lookup(root, raw)
+            if (before is None) != (after is None) or (
+                before is not None and after is not None and not same_identity(before, after)
+            ):
+                return True
+        for prefix in prefixes:
+            pfx = validate_prefix(prefix)
+            changes = diff_trees(trees, parent, root, start=pfx,
+                                 stop=successor(pfx) if pfx else None)
+            async with aclosing(changes):
+                async for _ in changes:
+                    return True
+        return False
 
     # Merge, revert, cherry-pick
 

@@ -12,12 +12,13 @@ from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import xxhash
 
 from lakeproxy.errors import (
+    ConcurrentUpdate,
     InvalidArgument,
     ObjectNotFound,
     PreconditionFailed,
@@ -133,13 +134,41 @@ class ObjectsMixin:
 
     async def _lookup(self: Graveler, repo: Repository, resolved: ResolvedRef,
                       key: bytes) -> bytes | None:
-        if resolved.include_staging and resolved.branch is not None:
-            staged = await self.staging.get(
-                Partitions.of(repo).staging, resolved.branch.tokens, key
+        for _ in range(_WRITE_ATTEMPTS):
+            if resolved.include_staging and resolved.branch is not None:
+                staged = await self.staging.get(
+                    Partitions.of(repo).staging, resolved.branch.tokens, key
+                )
+                if staged is not None:
+                    return staged or None
+                fresh = await self._moved_branch(repo, resolved)
+                if fresh is not None:
+                    resolved = fresh
+                    continue
+            return await self.trees(repo).lookup(
+                await self.root_of(repo, resolved.commit_id), key
             )
-            if staged is not None:
-                return staged or None
-        return await self.trees(repo).lookup(await self.root_of(repo, resolved.commit_id), key)
+        raise ConcurrentUpdate(
+            "the branch kept changing while it was read; try again", repository=repo.name
+        )
+
+    async def _moved_branch(self: Graveler, repo: Repository,
+                            resolved: ResolvedRef) -> ResolvedRef | None:
+        """None when the branch record `resolved` was read from is still current; else the
+        branch resolved afresh.
+
+        A commit (in this process or another one) publishes its new head and then deletes the
+        rows of the tokens it applied. A read that missed in the tokens of an older record may
+        have looked after that deletion, and the older head lacks what they held: the miss
+        counts only if the record has not changed since.
+        """
+        if resolved.branch is None:
+            return None
+        name = resolved.branch.name
+        raw = await self.store.get(Partitions.of(repo).branches, name.encode())
+        if raw is not None and Branch.decode(name, raw) == resolved.branch:
+            return None
+        return await self.refs.resolve(repo, name)
 
     async def get_entry(
         self: Graveler, repo_name: str | Repository, ref: str, key: str
@@ -633,7 +662,7 @@ async def _merge_batches(streams: list[AsyncIterator[Batch]]) -> AsyncIterator[B
     in hand, so no stream is awaited more than once per batch.
     """
     try:
-        heads: list[list] = []  # [stream index, keys, values, position]
+        heads: list[list[Any]] = []  # [stream index, keys, values, position]
         for i, stream in enumerate(streams):
             first = await anext(stream, None)
             if first is not None and first[0]:

@@ -26,6 +26,7 @@ import contextlib
 import random
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -120,17 +121,18 @@ def _check_bytes(*values: object) -> None:
             )
 
 
-async def _probe(conn: Conn) -> None:
-    """Pool check: refuse a connection with unexpected input waiting (its server is gone).
+def _idle_and_alive(conn: Conn) -> bool:
+    """Whether a connection just taken from the pool looks usable, without a round trip.
 
     An idle connection has nothing to read. When its backend is terminated the server sends
-    an error and closes the socket, which makes it readable: the pool then drops it and
-    hands out another, instead of a write failing on it with an unknowable outcome. This
-    costs one non-blocking `select`, no round trip.
+    an error and closes the socket, which makes it readable: such a connection is dropped
+    and another one taken, instead of a write failing on it with an unknowable outcome. This
+    costs one non-blocking `select`.
     """
+    if conn.closed or conn.broken:
+        return False
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
-        raise psycopg.OperationalError("the connection was closed by the server")
+    return not readable
 
 
 @dataclass(slots=True)
@@ -281,7 +283,6 @@ class PostgresMetadataStore:
             min_size=target.pool_min,
             max_size=target.pool_max,
             kwargs={"autocommit": True},
-            check=_probe,
             timeout=connection_timeout,
             open=False,
             name=f"lakeproxy-{target.schema}",
@@ -322,6 +323,17 @@ class PostgresMetadataStore:
             )
         return StorageError(f"the metadata database failed: {exc}", schema=self.schema)
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection that was alive when handed out (dead ones are dropped)."""
+        for _ in range(self._target.pool_max + 1):
+            async with self._pool.connection() as conn:
+                if _idle_and_alive(conn):
+                    yield conn
+                    return
+                await conn.close()  # the pool replaces a closed connection
+        raise psycopg.OperationalError("every pooled connection was closed by the server")
+
     async def _backoff(self, attempt: int) -> None:
         await asyncio.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
 
@@ -330,7 +342,7 @@ class PostgresMetadataStore:
         self._check_open()
         for attempt in range(_READ_ATTEMPTS):
             try:
-                async with self._pool.connection() as conn:
+                async with self._connection() as conn:
                     return await fn(conn)
             except PoolTimeout as exc:
                 raise self._unavailable(exc, "reading") from exc
@@ -351,7 +363,7 @@ class PostgresMetadataStore:
         self._check_open()
         for attempt in range(_TXN_ATTEMPTS):
             try:
-                async with self._pool.connection() as conn:
+                async with self._connection() as conn:
                     cur = await conn.execute(sql, params)
                     return cur.rowcount
             except PoolTimeout as exc:
@@ -375,7 +387,7 @@ class PostgresMetadataStore:
         for attempt in range(_TXN_ATTEMPTS):
             txn = _Txn()
             try:
-                async with self._pool.connection() as conn:
+                async with self._connection() as conn:
                     try:
                         await fn(conn, txn)
                     except BaseException:
@@ -538,8 +550,9 @@ class PostgresMetadataStore:
         Rows are sent in chunks, each one `INSERT … SELECT FROM unnest(keys, values)`
         statement, pipelined, so a chunk is built while the server stores the previous
         one; COMMIT goes alone once every chunk is stored, so a connection lost before it
-        is retried (from rows kept in memory, up to 64 MiB of them). Within the call the last of duplicate keys wins. `items` is read as it is sent;
-        if iterating it raises, nothing of it is written and the error propagates.
+        is retried (from rows kept in memory, up to 64 MiB of them). Within the call the
+        last of duplicate keys wins. `items` is read as it is sent; if iterating it raises,
+        nothing of it is written and the error propagates.
         """
         chunks = _Chunks(iter(items))
 

@@ -4,6 +4,7 @@ as `delete_entry` per key does, and `listed_fields` reads what `Entry.decode` re
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -12,6 +13,7 @@ from lakeproxy.errors import ObjectNotFound, ProtectedBranch
 from lakeproxy.graveler import Branch, Entry, Graveler
 from lakeproxy.graveler.objects import listed_fields
 from lakeproxy.graveler.staging import new_token
+from tests.api.conftest import Api, upload
 
 REPO = "fast1"
 
@@ -45,18 +47,14 @@ async def layered(g: Graveler) -> None:
     for i in rng.sample(range(120), 30):
         await g.set_entry(REPO, "main", key_of(i), entry(i, "sealed"))
     for i in rng.sample(range(0, 120, 2), 10):
-        try:
+        with contextlib.suppress(ObjectNotFound):
             await g.delete_entry(REPO, "main", key_of(i))
-        except ObjectNotFound:
-            pass
     await seal(g, "main")
     for i in rng.sample(range(120), 30):
         await g.set_entry(REPO, "main", key_of(i), entry(i, "current"))
     for i in rng.sample(range(120), 20):
-        try:
+        with contextlib.suppress(ObjectNotFound):
             await g.delete_entry(REPO, "main", key_of(i))
-        except ObjectNotFound:
-            pass
 
 
 def as_rows(page) -> list[tuple[str, Entry | None]]:  # type: ignore[no-untyped-def]
@@ -148,3 +146,136 @@ async def test_delete_entries_on_a_protected_branch_changes_nothing(graveler: Gr
     assert await visible(graveler, "p") == before
     assert await graveler.delete_entries(REPO, "main", ["a", "zz"]) == ["zz"]
     assert [k for k, _ in await visible(graveler, "main")] == ["b"]
+
+
+async def reference_touches(g: Graveler, c, keys: list[str],  # type: ignore[no-untyped-def]
+                            prefixes: list[str]) -> bool:
+    """What the log filter means, computed the long way: a full diff with the first parent."""
+    if c.parents:
+        changed, _ = await g.diff(REPO, c.parents[0], c.id, limit=10_000)
+        paths = [ch.key for ch in changed]
+    else:
+        paths = [k async for k, _ in g.iter_entries(REPO, c.id)]
+    return any(p in keys for p in paths) or any(p.startswith(x) for p in paths
+                                                 for x in prefixes)
+
+
+async def test_touches_agrees_with_a_full_diff(graveler: Graveler) -> None:
+    g = graveler
+    await g.create_repository(REPO)
+    await g.stage_many(REPO, "main", [(key_of(i), entry(i)) for i in range(40)])
+    await g.commit(REPO, "main", "c1")
+    await g.set_entry(REPO, "main", "a/1/k001", entry(1, "x"))
+    await g.commit(REPO, "main", "c2")
+    await g.set_entry(REPO, "main", "a/1/k001", entry(1, "x"))  # same identity: no change
+    await g.set_entry(REPO, "main", "new/key", entry(99))
+    await g.commit(REPO, "main", "c3")
+    await g.create_branch(REPO, "dev", "main")
+    await g.delete_entry(REPO, "dev", "top005")
+    await g.commit(REPO, "dev", "c4")
+    await g.set_entry(REPO, "main", "b/2/k002", entry(2, "y"))
+    await g.commit(REPO, "main", "c5")
+    await g.merge(REPO, "dev", "main")
+    commits, _ = await g.log(REPO, "main", limit=100)
+    assert len(commits) >= 6
+    probes = [(["a/1/k001"], []), (["new/key"], []), (["top005"], []), ([], ["a/"]),
+              ([], ["b/2"]), ([], ["top"]), (["zzz"], ["nothing/"]), (["a/1"], []),
+              ([], [""])]
+    for c in commits:
+        for keys, prefixes in probes:
+            want = await reference_touches(g, c, keys, prefixes)
+            assert await g.touches(REPO, c, keys=keys, prefixes=prefixes) == want, (
+                c.message, keys, prefixes)
+
+
+# Through the REST API (a real `lake serve`, see tests/api/conftest.py)
+
+
+def put(api: Api, repo: str, path: str, **meta: str) -> None:
+    headers = {f"x-lakefs-meta-{k}": v for k, v in meta.items()}
+    response = api("POST", f"/repositories/{repo}/branches/main/objects",
+                   params={"path": path}, data=path.encode(), headers=headers)
+    assert response.status_code == 201, response.text
+
+
+def ls(api: Api, repo: str, ref: str = "main", **params: object) -> list[dict[str, object]]:
+    response = api("GET", f"/repositories/{repo}/refs/{ref}/objects/ls",
+                   params={"amount": 1000, **params})
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    return response.json()["results"]
+
+
+@pytest.mark.parametrize("user_metadata", [True, False])
+def test_listed_objects_are_what_stat_answers(api: Api, repo: str,
+                                              user_metadata: bool) -> None:
+    put(api, repo, "d/one", color="blue", owner="o y")
+    put(api, repo, "d/two")
+    put(api, repo, "top")
+    assert api("POST", f"/repositories/{repo}/branches/main/commits",
+               json={"message": "m"}).status_code == 201
+    put(api, repo, "d/three", staged="yes")  # one uncommitted
+    items = ls(api, repo, user_metadata=str(user_metadata).lower())
+    assert [i["path"] for i in items] == ["d/one", "d/three", "d/two", "top"]
+    for item in items:
+        stat = api("GET", f"/repositories/{repo}/refs/main/objects/stat",
+                   params={"path": item["path"],
+                           "user_metadata": str(user_metadata).lower()}).json()
+        assert item == stat
+    assert items[0]["metadata"] == ({"color": "blue", "owner": "o y"} if user_metadata else {})
+    rolled = ls(api, repo, delimiter="/")
+    assert rolled[0] == {"path": "d/", "path_type": "common_prefix", "physical_address": "",
+                         "checksum": "", "mtime": 0}
+    assert [i["path"] for i in rolled] == ["d/", "top"]
+
+
+def test_bulk_delete_reports_bad_paths_and_deletes_the_rest(api: Api, repo: str) -> None:
+    for path in ("a", "b", "c/d"):
+        upload(api, repo, "main", path)
+    paths = ["a", "missing", "a/../b", "c/d", "a", "x\x00y"]
+    response = api("POST", f"/repositories/{repo}/branches/main/objects/delete",
+                   json={"paths": paths})
+    assert response.status_code == 200, response.text
+    errors = response.json()["errors"]
+    assert [(e["path"], e["status_code"]) for e in errors] == [("a/../b", 400), ("x\x00y", 400)]
+    assert [i["path"] for i in ls(api, repo)] == ["b"]
+
+
+def test_bulk_delete_on_a_protected_branch_changes_nothing(api: Api, repo: str) -> None:
+    for path in ("a", "b"):
+        upload(api, repo, "main", path)
+    assert api("POST", f"/repositories/{repo}/branches/main/commits",
+               json={"message": "m"}).status_code == 201
+    assert api("PUT", f"/repositories/{repo}/branches/main/protection",
+               json={"protected": True}).status_code == 204
+    response = api("POST", f"/repositories/{repo}/branches/main/objects/delete",
+                   json={"paths": ["a", "../x", "b", "nope"]})
+    assert response.status_code == 403, response.text
+    assert "protected" in response.json()["message"]
+    assert [i["path"] for i in ls(api, repo)] == ["a", "b"]
+
+
+def test_log_filters_by_objects_and_prefixes(api: Api, repo: str) -> None:
+    def commit(message: str) -> str:
+        response = api("POST", f"/repositories/{repo}/branches/main/commits",
+                       json={"message": message})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    upload(api, repo, "main", "x/1")
+    first = commit("x1")
+    upload(api, repo, "main", "y/1")
+    second = commit("y1")
+    upload(api, repo, "main", "x/2")
+    third = commit("x2")
+
+    def log(**params: object) -> list[str]:
+        response = api("GET", f"/repositories/{repo}/refs/main/commits", params=params)
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["results"]]
+
+    assert log(prefixes="x/") == [third, first]
+    assert log(objects="y/1") == [second]
+    assert log(objects=["x/1", "y/1"]) == [second, first]
+    assert log(prefixes="x/", amount=1) == [third]
+    assert log(objects="x") == []

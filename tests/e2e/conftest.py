@@ -17,7 +17,6 @@ from botocore.config import Config
 from tests.conftest import fresh_schema
 from tests.server import Server, lake_serve
 
-
 E2E_DIR = Path(__file__).resolve().parent
 
 # Tests of what only the embedded store does (such as files it creates in the data directory).

@@ -23,12 +23,6 @@ from lakeproxy.ops import access_log_options
 from lakeproxy.server import RootCredentials, ServeOptions, build_app
 from tests.server import ACCESS_KEY, SECRET_KEY
 
-# The gateway keeps its per-request values under string keys, which aiohttp warns about once
-# per process (it prefers web.RequestKey); in-process tests must not turn that into an error.
-GATEWAY_STRING_KEYS = pytest.mark.filterwarnings(
-    "ignore:It is recommended to use web.RequestKey:aiohttp.web_exceptions.NotAppKeyWarning"
-)
-
 
 @dataclass
 class Running:

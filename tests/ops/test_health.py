@@ -7,9 +7,7 @@ import shutil
 
 import aiohttp
 
-from tests.ops.conftest import GATEWAY_STRING_KEYS, Running
-
-pytestmark = GATEWAY_STRING_KEYS
+from tests.ops.conftest import Running
 
 
 async def fetch(running: Running, path: str) -> tuple[int, dict[str, object]]:

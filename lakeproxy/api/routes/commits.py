@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from lakeproxy.api.context import Call, amount_of, object_path, page
+from lakeproxy.api.context import Call, amount_of, json_ok, object_path, page
 from lakeproxy.api.errors import NotSupported, json_response
 from lakeproxy.api.routes.branches import branch_name
 from lakeproxy.api.routing import AFTER, AMOUNT, FORCE, PAGING, Param, ParamKind, Permission, Route
 from lakeproxy.api.schemas import CommitCreation, TagCreation, commit_json
-from lakeproxy.errors import InvalidArgument, NotFound, TagExists
+from lakeproxy.errors import InvalidArgument, TagExists
 from lakeproxy.graveler import Commit
 from lakeproxy.graveler.ids import validate_repository_id, validate_tag_name
 
@@ -68,12 +68,15 @@ async def log_commits(call: Call) -> web.StreamResponse:
     if q["limit"]:
         has_more = False
     results = [commit_json(c) for c in commits]
-    return json_response(page(results, has_more, commits[-1].id if has_more else ""))
+    return json_ok(page(results, has_more, commits[-1].id if has_more else ""))
 
 
 async def _filtered_log(call: Call, repo: str, ref: str, after: str | None, amount: int,
                         objects: list[str], prefixes: list[str], since: float | None,
                         stop_at: str | None) -> tuple[list[Commit], bool]:
+    """A page of the commits of `ref` that pass the filters; each commit that names paths is
+    compared with its first parent directly (point lookups, prefix-bounded diffs)."""
+    repository = await call.g.get_repository(repo)
     found: list[Commit] = []
     while True:
         batch, more = await call.g.log(repo, ref, first_parent=call.query["first_parent"],
@@ -81,7 +84,9 @@ async def _filtered_log(call: Call, repo: str, ref: str, after: str | None, amou
         for c in batch:
             if since is not None and c.creation_date < since:
                 return found, False
-            if await _touches(call, repo, c, objects, prefixes):
+            if not (objects or prefixes) or await call.g.touches(
+                repository, c, keys=objects, prefixes=prefixes
+            ):
                 if len(found) == amount:
                     return found, True
                 found.append(c)
@@ -90,33 +95,6 @@ async def _filtered_log(call: Call, repo: str, ref: str, after: str | None, amou
         if not more or not batch:
             return found, False
         after = batch[-1].id
-
-
-async def _touches(call: Call, repo: str, c: Commit, objects: list[str],
-                   prefixes: list[str]) -> bool:
-    """Whether commit `c` changed one of `objects` or something under one of `prefixes`."""
-    if not objects and not prefixes:
-        return True
-    if not c.parents:
-        for obj in objects:
-            try:
-                await call.g.get_entry(repo, c.id, obj)
-                return True
-            except NotFound:
-                pass
-        for pfx in prefixes:
-            async for _ in call.g.iter_entries(repo, c.id, prefix=pfx):
-                return True
-        return False
-    for obj in objects:
-        changes, _ = await call.g.diff(repo, c.parents[0], c.id, prefix=obj, limit=1)
-        if changes and changes[0].key == obj:
-            return True
-    for pfx in prefixes:
-        changes, _ = await call.g.diff(repo, c.parents[0], c.id, prefix=pfx, limit=1)
-        if changes:
-            return True
-    return False
 
 
 def tag_json(name: str, commit_id: str) -> dict[str, str]:

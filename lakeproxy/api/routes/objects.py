@@ -4,14 +4,12 @@ and linking bytes already written to the storage namespace (staging)."""
 from __future__ import annotations
 
 import email.utils
-import heapq
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from lakeproxy.api.context import Call, amount_of, object_path, page
+from lakeproxy.api.context import Call, amount_of, json_ok, listed_objects, object_path, page
 from lakeproxy.api.errors import Gone, RangeNotSatisfiable, json_response, status_of
 from lakeproxy.api.routes.branches import branch_name
 from lakeproxy.api.routing import (
@@ -31,7 +29,6 @@ from lakeproxy.api.schemas import (
     ObjectCopyCreation,
     PathList,
     StagingMetadata,
-    common_prefix_stats,
     object_stats,
 )
 from lakeproxy.errors import (
@@ -148,18 +145,14 @@ async def list_objects(call: Call) -> web.StreamResponse:
     repo = await call.g.get_repository(validate_repository_id(call.repository))
     amount = amount_of(q)
     prefix = object_path(q["prefix"], "prefix") if q["prefix"] else ""
-    listing = await call.g.list_entries(
-        repo.name, call.path("ref"), prefix=prefix, after=q["after"] or "",
+    listing = await call.g.list_raw(
+        repo, call.path("ref"), prefix=prefix, after=q["after"] or "",
         delimiter=q["delimiter"] or "", limit=amount,
     )
-    with_meta = q["user_metadata"]
-    items: list[dict[str, Any]] = list(heapq.merge(
-        (object_stats(repo, k, e, user_metadata=with_meta) for k, e in listing.entries),
-        (common_prefix_stats(p) for p in listing.common_prefixes),
-        key=lambda item: item["path"],
-    ))
+    items = listed_objects(repo.storage_namespace, listing.keys, listing.values,
+                           user_metadata=q["user_metadata"])
     last = items[-1]["path"] if items and listing.has_more else ""
-    return json_response(page(items, listing.has_more and bool(items), last))
+    return json_ok(page(items, listing.has_more and bool(items), last))
 
 
 def _user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
@@ -237,16 +230,24 @@ async def delete_objects(call: Call) -> web.StreamResponse:
     repo = validate_repository_id(call.repository)
     branch = branch_name(call)
     await call.g.get_branch(repo, branch)
-    errors: list[dict[str, Any]] = []
-    for path in body.paths:
+    # (position in the request, error) of each path that failed, in request order.
+    failed: list[tuple[int, str, LakeproxyError]] = []
+    valid: list[tuple[int, str]] = []
+    for i, path in enumerate(body.paths):
         try:
-            await call.g.delete_entry(repo, branch, object_path(path))
-        except ObjectNotFound:
-            continue
+            valid.append((i, object_path(path)))
+        except LakeproxyError as e:
+            failed.append((i, path, e))
+    if valid:
+        try:
+            await call.g.delete_entries(repo, branch, [path for _, path in valid])
         except _WHOLE_REQUEST:
             raise
-        except LakeproxyError as e:
-            errors.append({"status_code": status_of(e), "message": str(e), "path": path})
+        except LakeproxyError as e:  # protected branch, or it kept changing: every path fails
+            failed += [(i, path, e) for i, path in valid]
+            failed.sort(key=lambda f: f[0])
+    errors = [{"status_code": status_of(e), "message": str(e), "path": path}
+              for _, path, e in failed]
     return json_response({"errors": errors})
 
 

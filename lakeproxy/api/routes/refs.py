@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lakeproxy.api.context import Call, amount_of, object_path, page
+from lakeproxy.api.context import Call, amount_of, json_ok, object_path, page, raw_diff_item
 from lakeproxy.api.errors import NotSupported, json_response
 from lakeproxy.api.routes.branches import branch_name
 from lakeproxy.api.routing import (
@@ -22,14 +22,21 @@ from lakeproxy.api.routing import (
 )
 from lakeproxy.api.schemas import Merge
 from lakeproxy.errors import InvalidArgument, RefNotFound
-from lakeproxy.graveler import Change, MergeStrategy
+from lakeproxy.graveler import DiffType, Entry, MergeStrategy
 from lakeproxy.graveler.ids import validate_branch_name, validate_repository_id
 
 # Past every key that starts with a given prefix: no valid UTF-8 key continues a prefix with
 # a character above U+10FFFF, and the core resumes strictly after `after`.
 _PAST = "\U0010ffff"
 
-Fetch = Callable[[str, str, int], Awaitable[tuple[list[Change], bool]]]
+# One change: (path, type, left, right); the sides are encoded entries or `Entry`s, and
+# the `Item` function of the fetch turns a change into its JSON object.
+DiffRow = tuple[str, str, Any, Any]
+Fetch = Callable[[str, str, int], Awaitable[tuple[list[DiffRow], bool]]]
+Item = Callable[[str, str, Any, Any, bool], dict[str, Any]]
+
+_KINDS = {(False, True): DiffType.ADDED.value, (True, False): DiffType.REMOVED.value,
+          (True, True): DiffType.CHANGED.value}
 
 
 def _rollup(key: str, prefix: str, delimiter: str) -> str | None:
@@ -39,20 +46,19 @@ def _rollup(key: str, prefix: str, delimiter: str) -> str | None:
     return None if pos < 0 else key[: pos + len(delimiter)]
 
 
-def change_json(change: Change, include_right: bool) -> dict[str, Any]:
-    side = change.right or change.left
-    out: dict[str, Any] = {"type": change.type.value, "path": change.key,
-                           "path_type": "object"}
+def entry_diff_item(path: str, kind: str, left: Entry | None, right: Entry | None,
+                    include_right: bool) -> dict[str, Any]:
+    side = right or left
+    out: dict[str, Any] = {"type": kind, "path": path, "path_type": "object"}
     if side is not None:
         out["size_bytes"] = side.size
-    if include_right and change.right is not None:
-        r = change.right
-        out["right"] = {"checksum": r.etag, "mtime": int(r.last_modified),
-                        "content_type": r.content_type, "metadata": dict(r.metadata)}
+    if include_right and right is not None:
+        out["right"] = {"checksum": right.etag, "mtime": int(right.last_modified),
+                        "content_type": right.content_type, "metadata": dict(right.metadata)}
     return out
 
 
-async def diff_page(call: Call, fetch: Fetch) -> web.StreamResponse:
+async def diff_page(call: Call, fetch: Fetch, item: Item) -> web.StreamResponse:
     """One page of a diff, with keys under `delimiter` rolled up into changed prefixes."""
     q = call.query
     amount = amount_of(q)
@@ -67,25 +73,25 @@ async def diff_page(call: Call, fetch: Fetch) -> web.StreamResponse:
     while not has_more:
         changes, more = await fetch(prefix, cursor, amount + 1 - len(results))
         restarted = False
-        for change in changes:
+        for path, kind, left, right in changes:
             if len(results) == amount:
                 has_more = True
                 break
-            rolled = _rollup(change.key, prefix, delimiter)
+            rolled = _rollup(path, prefix, delimiter) if delimiter else None
             if rolled is not None:
                 results.append({"type": "prefix_changed", "path": rolled,
                                 "path_type": "common_prefix"})
                 cursor = rolled + _PAST
                 restarted = True
                 break
-            results.append(change_json(change, include_right))
-            cursor = change.key
+            results.append(item(path, kind, left, right, include_right))
+            cursor = path
         if not restarted and not has_more:
             if not more:
                 break
             if len(results) == amount:
                 has_more = True
-    return json_response(page(results, has_more, results[-1]["path"] if has_more else ""))
+    return json_ok(page(results, has_more, results[-1]["path"] if has_more else ""))
 
 
 async def diff_refs(call: Call) -> web.StreamResponse:
@@ -98,21 +104,26 @@ async def diff_refs(call: Call) -> web.StreamResponse:
         base = await call.g.refs.merge_base(repository, lc, rc)
         left, right = (base or lc), rc
 
-    async def fetch(prefix: str, after: str, limit: int) -> tuple[list[Change], bool]:
-        return await call.g.diff(repo, left, right, prefix=prefix, after=after, limit=limit)
+    async def fetch(prefix: str, after: str, limit: int) -> tuple[list[DiffRow], bool]:
+        changes, more = await call.g.diff_raw(repo, left, right, prefix=prefix, after=after,
+                                              limit=limit)
+        kinds = _KINDS
+        return [(key.decode(), kinds[lv is not None, rv is not None], lv, rv)
+                for key, lv, rv in changes], more
 
-    return await diff_page(call, fetch)
+    return await diff_page(call, fetch, raw_diff_item)
 
 
 async def diff_branch(call: Call) -> web.StreamResponse:
     repo = validate_repository_id(call.repository)
     branch = branch_name(call)
 
-    async def fetch(prefix: str, after: str, limit: int) -> tuple[list[Change], bool]:
-        return await call.g.diff_uncommitted(repo, branch, prefix=prefix, after=after,
-                                             limit=limit)
+    async def fetch(prefix: str, after: str, limit: int) -> tuple[list[DiffRow], bool]:
+        changes, more = await call.g.diff_uncommitted(repo, branch, prefix=prefix, after=after,
+                                                      limit=limit)
+        return [(c.key, c.type.value, c.left, c.right) for c in changes], more
 
-    return await diff_page(call, fetch)
+    return await diff_page(call, fetch, entry_diff_item)
 
 
 _STRATEGIES = {None: MergeStrategy.FAIL, "": MergeStrategy.FAIL,

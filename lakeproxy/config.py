@@ -57,6 +57,8 @@ class Settings:
     metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer TOKEN"
     ready_timeout: float = 2.0  # seconds each /readyz probe may take
     shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM
+    tls_cert: Path | None = None  # PEM certificate chain: serve HTTPS instead of HTTP
+    tls_key: Path | None = None  # PEM private key of tls_cert (default: inside tls_cert)
     # base64 of 32 bytes: encrypts access key secrets at rest (embedded default: master.key)
     master_key: str | None = field(default=None, repr=False)
 
@@ -71,6 +73,8 @@ class Settings:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ConfigError("tls_key is set but tls_cert is not: give the certificate too")
         if self.ready_timeout <= 0 or self.shutdown_timeout < 0:
             raise ConfigError("ready_timeout must be positive and shutdown_timeout not negative")
 

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import ssl
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from lakeproxy.api import create_api_app
 from lakeproxy.auth.keys import open_key_store
 from lakeproxy.config import Settings
 from lakeproxy.core import open_graveler
+from lakeproxy.errors import InvalidArgument
 from lakeproxy.gateway.app import create_gateway_app
 from lakeproxy.gateway.context import GatewayConfig, Services
 from lakeproxy.logs import configure_logging
@@ -135,7 +137,7 @@ async def run_worker(settings: Settings, options: ServeOptions, creds: RootCrede
     runner = web.AppRunner(app, handle_signals=False,
                            shutdown_timeout=settings.shutdown_timeout, **access_log_options())
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port,
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=tls_context(settings),
                        reuse_port=options.workers > 1, backlog=1024)
     await site.start()
     stop = asyncio.Event()
@@ -151,6 +153,33 @@ async def run_worker(settings: Settings, options: ServeOptions, creds: RootCrede
         await drain(app, settings.shutdown_timeout)
     finally:
         await runner.cleanup()
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context when a certificate is configured (HTTPS), else None (HTTP).
+
+    Raises:
+        InvalidArgument: the certificate or key cannot be read or do not match.
+    """
+    if settings.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgument(
+            f"cannot use the TLS certificate {str(settings.tls_cert)!r}"
+            + (f" with the key {str(settings.tls_key)!r}" if settings.tls_key else "")
+            + f": {exc}; give a PEM certificate chain and its private key "
+            "(--tls-cert/--tls-key, LAKE_TLS_CERT/LAKE_TLS_KEY)"
+        ) from None
+    return context
+
+
+def endpoint_of(settings: Settings, host: str, port: int) -> str:
+    scheme = "https" if settings.tls_cert is not None else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 def _worker_main(settings: Settings, options: ServeOptions, creds: RootCredentials) -> None:
@@ -177,7 +206,8 @@ def publish_endpoint(settings: Settings, options: ServeOptions) -> Path:
     path = settings.data_dir / SERVER_FILE
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"endpoint": f"http://{host}:{options.port}", "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"endpoint": endpoint_of(settings, host, options.port),
+                               "pid": os.getpid()}))
     os.replace(tmp, path)
     return path
 
@@ -192,7 +222,8 @@ def serve(settings: Settings, options: ServeOptions, echo: Callable[[str], None]
     """Run `options.workers` server processes on one port (SO_REUSEPORT)."""
     configure_logging(settings.log_format, settings.log_level)
     creds = root_credentials(settings)
-    endpoint = f"http://{options.host}:{options.port}"
+    tls_context(settings)  # a bad certificate stops the start here, with one message
+    endpoint = endpoint_of(settings, options.host, options.port)
     echo(f"lakeproxy serving S3 at {endpoint} (data in {settings.data_dir.resolve()})")
     if creds.created:
         echo("root credentials (shown once; also saved in "

@@ -103,6 +103,10 @@ def serve(
         str | None, typer.Option(help="Log lines as text or json (default: text)")] = None,
     log_level: Annotated[str | None, typer.Option(
         help="debug, info, warning or error (default: info)")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="PEM certificate chain: serve HTTPS instead of HTTP")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="PEM private key of --tls-cert (default: read from the certificate file)")] = None,
     metadata: Annotated[str | None, typer.Option(
         "--metadata", help="Metadata store URL, postgresql://USER@HOST:PORT/DB?schema=NAME "
         "(env: LAKE_METADATA_URL; default: SQLite in the data directory)",
@@ -123,7 +127,8 @@ def serve(
     try:
         settings = Settings.load(
             config, data_dir=data_dir, host=host, port=port, workers=workers, domain=domain,
-            region=region, log_format=log_format, log_level=log_level, metadata_url=metadata)
+            region=region, log_format=log_format, log_level=log_level, metadata_url=metadata,
+            tls_cert=tls_cert, tls_key=tls_key)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     options = ServeOptions(settings.host, settings.port, settings.workers, settings.domain,

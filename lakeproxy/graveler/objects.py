@@ -364,9 +364,13 @@ class ObjectsMixin:
         branch_raw = await self.store.get(Partitions.of(repo).branches, name.encode())
         if branch_raw is None:
             resolved = await self.refs.resolve(repo, name)
+            if resolved.kind is RefKind.BRANCH:
+                # `main@`, `main~1`, …: an expression over a branch names a fixed commit.
+                what = f"{name!r} names a fixed commit ({resolved.commit_id[:12]}), not the branch"
+            else:
+                what = f"{name!r} is a {resolved.kind.value}"
             raise ReadOnlyRef(
-                f"{name!r} is a {resolved.kind.value}, not a branch: only branches can be "
-                "written to",
+                f"{what}, which is read-only: only a branch name can be written to",
                 repository=repo.name, ref=name,
             )
         branch = Branch.decode(name, branch_raw)

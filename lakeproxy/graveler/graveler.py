@@ -58,6 +58,7 @@ from lakeproxy.graveler.refs import REPOSITORIES, Partitions, RefManager
 from lakeproxy.graveler.staging import StagingManager, new_token, successor
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, MetadataStore, Op, Put
 
+_VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
 
 
@@ -623,7 +624,8 @@ class Graveler(ObjectsMixin, MultipartMixin):
         Creates a merge commit with two parents (destination first). With `fast_forward`,
         when the destination has not moved since the merge base, the branch simply moves to
         the source commit. Raises MergeConflict listing every conflicting key (strategy FAIL),
-        UncommittedChanges if the destination has uncommitted changes, NoChanges when the
+        UncommittedChanges if the destination has uncommitted changes (staged rows that change
+        nothing, such as identical re-uploads, are dropped instead), NoChanges when the
         source is already merged, InvalidArgument when merging a branch into itself.
         """
         meta = validate_metadata(metadata, "commit metadata")
@@ -729,6 +731,40 @@ class Graveler(ObjectsMixin, MultipartMixin):
                     return commit
         raise PreconditionFailed(f"branch {branch_name!r} kept moving; try again")
 
+    async def _drop_void_rows(self, repo: Repository, branch: Branch) -> bool:
+        """Remove staged rows that change nothing (identical re-uploads, tombstones of absent
+        keys) when they are all a branch holds; True when the branch is then clean.
+
+        Such rows leave the branch's uncommitted diff empty, so refusing a merge over them would
+        be a riddle; keeping them past a merge would let a stale row hide the merged value. Each
+        row is deleted only if it is still exactly as read, so a write racing with this keeps
+        its row (and the branch stays dirty).
+        """
+        if branch.sealed_tokens:
+            return False  # a commit is applying them right now
+        parts = Partitions.of(repo)
+        token = branch.staging_token
+        trees = self.trees(repo)
+        root = await self.root_of(repo, branch.head)
+        ops: list[Op] = []
+        async for key, staged in self.staging.scan(parts.staging, token):
+            if len(ops) >= 2 * _VOID_ROWS_LIMIT:
+                return False
+            committed = await trees.lookup(root, key)
+            void = committed is None if not staged else (
+                committed is not None and committed[:8] == staged[:8])
+            if not void:
+                return False
+            ops.append(Check(parts.staging, token + key, staged))
+            ops.append(Delete(parts.staging, token + key))
+        if not ops:
+            return True
+        try:
+            await self.store.write(ops)
+        except PreconditionFailed:
+            return False
+        return True
+
     async def _parent_root(
         self, repo: Repository, commit: Commit, parent_number: int | None
     ) -> NodeRef:
@@ -751,7 +787,9 @@ class Graveler(ObjectsMixin, MultipartMixin):
 
     async def _clean_branch(self, repo: Repository, name: str, what: str) -> Branch:
         branch = await self.refs.get_branch(repo, name)
-        if await self.has_uncommitted(repo, branch):
+        if await self.has_uncommitted(repo, branch) and not await self._drop_void_rows(
+            repo, branch
+        ):
             raise UncommittedChanges(
                 f"cannot {what} branch {name!r}: it has uncommitted changes; commit or reset "
                 "them first",

@@ -523,6 +523,17 @@ class GravelerMachine(RuleBasedStateMachine):
         cid = self.pick_commit(c)
         self._merge(cid, cid, self.pick_branch(d), strategy, same_branch=False)
 
+    def _dirty(self, branch: str) -> bool:
+        """Whether merging into or replaying onto `branch` is refused for uncommitted changes.
+
+        Staged rows that change nothing (identical re-uploads, deletes undone) do not count:
+        the core drops them before it goes on.
+        """
+        mb = self.model.branches[branch]
+        if mb.staged and self.model.view(branch) == self.model.committed(branch):
+            mb.staged = {}
+        return bool(mb.staged)
+
     def _merge(
         self, source: str, src_head: str, dest: str, strategy: MergeStrategy, *,
         same_branch: bool,
@@ -534,7 +545,7 @@ class GravelerMachine(RuleBasedStateMachine):
         result: Snapshot = {}
         if same_branch:
             expected = Expected(InvalidArgument)
-        elif mb.staged:
+        elif self._dirty(dest):
             expected = Expected(UncommittedChanges)
         elif src_head in m.ancestors(mb.head):
             expected = Expected(NoChanges)
@@ -584,7 +595,7 @@ class GravelerMachine(RuleBasedStateMachine):
         base, source = (tc.snapshot, parent_snap) if undo else (parent_snap, tc.snapshot)
         dest = m.committed(branch)
         result: Snapshot = {}
-        if mb.staged:
+        if self._dirty(branch):
             expected = Expected(UncommittedChanges)
         else:
             result, conflicts = three_way(base, source, dest, MergeStrategy.FAIL)

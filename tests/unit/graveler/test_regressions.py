@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lakeproxy.blockstore.provider import BlockStores
-from lakeproxy.errors import NoChanges
+from lakeproxy.errors import NoChanges, UncommittedChanges
 from lakeproxy.graveler import Graveler
 from lakeproxy.metastore.memory import MemoryMetadataStore
 from tests.conftest import body
@@ -34,3 +34,42 @@ async def test_reupload_after_a_big_delete_is_no_change(tmp_path: Path) -> None:
     assert (await g.diff_uncommitted("repo1", "main"))[0] == []
     with pytest.raises(NoChanges):
         await g.commit("repo1", "main", "nothing to commit")
+
+
+async def test_identical_reupload_does_not_block_a_merge_or_hide_its_result(
+    graveler: Graveler, repo: str
+) -> None:
+    """Re-uploading identical bytes leaves a staged row with an empty uncommitted diff: a merge
+    into the branch goes ahead, and the row cannot hide what the merge brought."""
+    await graveler.put_object(repo, "main", "k", body(b"v1"))
+    await graveler.put_object(repo, "main", "other", body(b"o"))
+    await graveler.commit(repo, "main", "v1")
+    await graveler.create_branch(repo, "dev", "main")
+    await graveler.put_object(repo, "dev", "k", body(b"v2"))
+    await graveler.commit(repo, "dev", "v2")
+    await graveler.put_object(repo, "main", "k", body(b"v1"))  # same bytes again
+    await graveler.delete_entry(repo, "main", "other")
+    await graveler.put_object(repo, "main", "other", body(b"o"))  # and back
+    assert (await graveler.diff_uncommitted(repo, "main"))[0] == []
+    await graveler.merge(repo, "dev", "main")
+    entry = await graveler.get_entry(repo, "main", "k")
+    assert b"".join([c async for c in graveler.open_object(repo, entry)]) == b"v2"
+    assert (await graveler.diff_uncommitted(repo, "main"))[0] == []
+
+
+async def test_a_real_uncommitted_change_still_blocks_merge_and_revert(
+    graveler: Graveler, repo: str
+) -> None:
+    await graveler.put_object(repo, "main", "k", body(b"v1"))
+    first = await graveler.commit(repo, "main", "v1")
+    await graveler.create_branch(repo, "dev", "main")
+    await graveler.put_object(repo, "dev", "k", body(b"v2"))
+    await graveler.commit(repo, "dev", "v2")
+    await graveler.put_object(repo, "main", "k", body(b"v1"))  # void
+    await graveler.put_object(repo, "main", "new", body(b"n"))  # real
+    with pytest.raises(UncommittedChanges):
+        await graveler.merge(repo, "dev", "main")
+    with pytest.raises(UncommittedChanges):
+        await graveler.revert(repo, "main", first.id)
+    # Nothing was dropped by the refused attempts.
+    assert [c.key for c in (await graveler.diff_uncommitted(repo, "main"))[0]] == ["new"]

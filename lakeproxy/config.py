@@ -44,6 +44,9 @@ class Settings:
     metadata_url: str | None = None  # None: SQLite in the data directory
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    s3_max_attempts: int = 5  # attempts per S3 request, retries included
+    s3_connect_timeout: float = 10.0  # seconds
+    s3_read_timeout: float = 60.0  # seconds without a byte of an S3 answer before a retry
     default_namespace: str | None = None  # s3://bucket/prefix for new repositories
     sqlite_synchronous: str = "FULL"
     host: str = "127.0.0.1"
@@ -77,6 +80,10 @@ class Settings:
             raise ConfigError("tls_key is set but tls_cert is not: give the certificate too")
         if self.ready_timeout <= 0 or self.shutdown_timeout < 0:
             raise ConfigError("ready_timeout must be positive and shutdown_timeout not negative")
+        if self.s3_max_attempts < 1:
+            raise ConfigError(f"s3_max_attempts must be at least 1, not {self.s3_max_attempts}")
+        if self.s3_connect_timeout <= 0 or self.s3_read_timeout <= 0:
+            raise ConfigError("s3_connect_timeout and s3_read_timeout must be positive")
 
     @classmethod
     def load(
@@ -119,7 +126,13 @@ class Settings:
 
     @property
     def s3(self) -> S3Settings:
-        return S3Settings(endpoint_url=self.s3_endpoint, region=self.s3_region)
+        return S3Settings(
+            endpoint_url=self.s3_endpoint,
+            region=self.s3_region,
+            max_attempts=self.s3_max_attempts,
+            connect_timeout=self.s3_connect_timeout,
+            read_timeout=self.s3_read_timeout,
+        )
 
     @property
     def log_level_number(self) -> int:

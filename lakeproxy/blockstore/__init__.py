@@ -49,6 +49,18 @@ class S3Settings:
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
+    max_attempts: int = 5
+    """Attempts per S3 request, the first one included (botocore "standard" retries)."""
+    connect_timeout: float = 10.0
+    """Seconds to wait for a connection to the endpoint."""
+    read_timeout: float = 60.0
+    """Seconds to wait for the next bytes of an answer (headers or body) before retrying."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise InvalidArgument(f"S3 max_attempts must be at least 1, not {self.max_attempts}")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise InvalidArgument("S3 connect and read timeouts must be positive")
 
 
 def parse_namespace(namespace: str) -> tuple[str, str]:

@@ -3,14 +3,23 @@
 Small objects go up in one PutObject; larger ones stream through a native multipart
 upload, so memory stays bounded by one part. Multipart uploads of the gateway map to
 native ones: the part ETags are read back with ListParts when completing, so any process
-can complete an upload another one started. botocore retries throttling and 5xx errors
-with backoff ("standard" retry mode).
+can complete an upload another one started.
+
+Retries: botocore retries every request on throttling (503 SlowDown), 5xx answers, dropped
+connections and timeouts, with jittered exponential backoff ("standard" mode, `max_attempts`
+of the settings). Request bodies are always bytes in memory (one PutObject's body, or one
+part), so each attempt sends them again whole. botocore does not retry the reading of an
+answer's body: `get` resumes a body that broke off from its first missing byte. Requests whose
+answer was lost may have been applied: a PutObject that finally fails deletes what it may have
+stored, a multipart upload created after retries aborts the uploads its lost attempts started,
+and a completion retried after its first attempt completed the upload is a success.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
@@ -18,7 +27,13 @@ from typing import Any
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from lakeproxy.blockstore import (
     S3Settings,
@@ -41,6 +56,21 @@ CHUNK_SIZE = MiB
 
 _NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "404"})
 _BAD_REQUEST = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidArgument"})
+# How the body of an answer breaks off: the connection dropped, or no byte came in time.
+_BROKEN_BODY = (
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait before resuming after `failures` failures: jittered, exponential."""
+    return random.uniform(0.5, 1.0) * min(2.0, 0.1 * 2 ** (failures - 1))
 
 
 class S3BlockStore:
@@ -58,17 +88,18 @@ class S3BlockStore:
         *,
         multipart_threshold: int = DEFAULT_PART_SIZE,
         part_size: int = DEFAULT_PART_SIZE,
-        max_attempts: int = 5,
+        max_attempts: int | None = None,
     ) -> None:
         """Describe the store; nothing is opened yet.
 
         Args:
             bucket: the bucket name.
             prefix: the folder of the bucket the namespace lives in ("" for the bucket root).
-            settings: endpoint, region and credentials (default: the AWS defaults).
+            settings: endpoint, region, credentials, timeouts and attempts (default: the
+                AWS defaults).
             multipart_threshold: objects of at least this size are uploaded in parts.
             part_size: size of those parts, at least 5 MiB.
-            max_attempts: attempts per request, retries included.
+            max_attempts: attempts per request, retries included (default: the settings').
 
         Raises:
             InvalidArgument: for an invalid bucket name, prefix, part size, or an access
@@ -89,7 +120,9 @@ class S3BlockStore:
         self._settings = settings
         self._threshold = multipart_threshold
         self._part_size = part_size
-        self._max_attempts = max_attempts
+        self._max_attempts = settings.max_attempts if max_attempts is None else max_attempts
+        if self._max_attempts < 1:
+            raise InvalidArgument("max_attempts must be at least 1")
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -100,9 +133,9 @@ class S3BlockStore:
             if self._client is not None:
                 return
             config = AioConfig(
-                retries={"mode": "standard", "max_attempts": self._max_attempts},
-                connect_timeout=10,
-                read_timeout=60,
+                retries={"mode": "standard", "total_max_attempts": self._max_attempts},
+                connect_timeout=self._settings.connect_timeout,
+                read_timeout=self._settings.read_timeout,
             )
             s = self._settings
             stack = AsyncExitStack()
@@ -201,18 +234,28 @@ class S3BlockStore:
                         await self._upload_part(key, path, upload_id, len(parts) + 1, body)
                     )
             if upload_id is None:
-                with self._errors("put", path):
-                    await client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
+                # The body is in memory (bytes), so botocore can send it again on each retry.
+                try:
+                    with self._errors("put", path):
+                        await client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
+                except BaseException:
+                    # An attempt whose answer was lost (a timeout) may have stored the object.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.delete(path))
+                    raise
                 return size
             if buffer or not parts:
                 parts.append(await self._upload_part(key, path, upload_id, len(parts) + 1, buffer))
-            with self._errors("complete multipart upload", path):
-                await client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
+            try:
+                with self._errors("complete multipart upload", path):
+                    await client.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": parts},
+                    )
+            except UploadNotFound:  # an attempt whose answer was lost completed it
+                await self._completed_size(key, path, upload_id, len(parts))
             return size
         except BaseException:
             if upload_id is not None:
@@ -224,49 +267,90 @@ class S3BlockStore:
     async def get(
         self, path: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        """Stream bytes [`start`, `end`) of the object with one ranged GetObject.
+        """Stream bytes [`start`, `end`) of the object with a ranged GetObject.
 
         An `end` past the size is clamped to it; a `start` at or past it yields nothing.
+        An answer that breaks off mid-body (a dropped connection, a read timeout) is resumed
+        from the first missing byte, up to the store's attempts; what is yielded is the exact
+        byte range or, when it cannot be completed, an error, never a shorter body.
 
         Raises:
             ObjectNotFound: when there is no object at `path`.
             InvalidArgument: for a malformed path or range.
-            StorageError: when S3 fails.
+            StorageError: when S3 fails (after retries and resumptions).
         """
         check_range(start, end)
         key = self._key(path)
-        client = await self._s3()
         if end == start:
             if await self.stat(path) is None:
                 raise ObjectNotFound(f"no object at {path!r}", path=path)
             return
+        pending = bytearray()
+        async with contextlib.aclosing(self._read_span(path, key, start, end)) as pieces:
+            async for data in pieces:
+                pending += data
+                while len(pending) >= CHUNK_SIZE:
+                    yield bytes(pending[:CHUNK_SIZE])
+                    del pending[:CHUNK_SIZE]
+        if pending:
+            yield bytes(pending)
+
+    async def _read_span(
+        self, path: str, key: str, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        """The bytes [`start`, `end`) as they arrive, resuming a body that broke off.
+
+        botocore retries a request until its answer's headers arrive, but not the reading of
+        the body; a resumed request asks for the missing range of the same object (If-Match
+        the first answer's ETag).
+        """
+        position, stop, etag, failures = start, end, None, 0
+        while stop is None or position < stop:
+            response = await self._get_object(path, key, position, stop, etag)
+            if response is None:
+                return  # the object exists and `start` is at or past its end
+            if etag is None:
+                etag = response.get("ETag")
+                stop = position + int(response["ContentLength"])
+            body = response["Body"]
+            try:
+                while position < stop:
+                    data = await body.read(CHUNK_SIZE)
+                    if not data:
+                        raise IncompleteReadError(actual_bytes=position, expected_bytes=stop)
+                    position += len(data)
+                    yield data
+            except _BROKEN_BODY as e:
+                failures += 1
+                if failures >= self._max_attempts:
+                    raise StorageError(
+                        f"S3 get of {path!r} in {self.namespace} broke off at byte {position} "
+                        f"of [{start}, {stop}) {failures} times: {type(e).__name__}: {e}",
+                        path=path,
+                        namespace=self.namespace,
+                    ) from e
+                await asyncio.sleep(_backoff(failures))
+            finally:
+                body.close()
+
+    async def _get_object(
+        self, path: str, key: str, start: int, end: int | None, etag: str | None
+    ) -> dict[str, Any] | None:
+        """GetObject of [`start`, `end`); None when `start` is at or past the object's end."""
+        client = await self._s3()
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start or end is not None:
             args["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        if etag is not None:
+            args["IfMatch"] = etag
         with self._errors("get", path):
             try:
-                response = await client.get_object(**args)
+                response: dict[str, Any] = await client.get_object(**args)
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") == "InvalidRange":
-                    return  # the object exists and `start` is at or past its end
+                    return None
                 raise
-        body = response["Body"]
-        try:
-            pending: list[bytes] = []
-            pending_size = 0
-            while True:
-                with self._errors("get", path):
-                    data = await body.read(CHUNK_SIZE - pending_size)
-                if data:
-                    pending.append(data)
-                    pending_size += len(data)
-                if pending and (not data or pending_size >= CHUNK_SIZE):
-                    yield b"".join(pending)
-                    pending, pending_size = [], 0
-                if not data:
-                    return
-        finally:
-            body.close()
+        return response
 
     async def stat(self, path: str) -> BlockStat | None:
         """Size of the object at `path` (HeadObject), or None if there is none."""
@@ -313,7 +397,24 @@ class S3BlockStore:
         client = await self._s3()
         with self._errors("create multipart upload", path):
             response = await client.create_multipart_upload(Bucket=self.bucket, Key=key)
-        return str(response["UploadId"])
+        upload_id = str(response["UploadId"])
+        if response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            await self._abort_strays(key, path, upload_id)
+        return upload_id
+
+    async def _abort_strays(self, key: str, path: str, keep: str) -> None:
+        """Abort the uploads to `key` other than `keep`: attempts whose answer was lost.
+
+        Paths are unique per upload, so any other upload to `key` was started by this call.
+        Best effort: a stray left behind is invisible and costs only its storage.
+        """
+        client = await self._s3()
+        with contextlib.suppress(StorageError, UploadNotFound):
+            with self._errors("list multipart uploads", path):
+                response = await client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in response.get("Uploads", ()):
+                if upload.get("Key") == key and upload.get("UploadId") != keep:
+                    await self.abort_multipart(path, str(upload["UploadId"]))
 
     async def _upload_part(
         self, key: str, path: str, upload_id: str, number: int, body: bytes | bytearray
@@ -357,6 +458,10 @@ class S3BlockStore:
     async def complete_multipart(self, path: str, upload_id: str, parts: Sequence[int]) -> int:
         """Join the given parts, in ascending order, into the object at `path`.
 
+        When a completion attempt whose answer was lost did complete the upload, the retry's
+        NoSuchUpload is a success: paths are unique per upload, so an object of `len(parts)`
+        parts at `path` can only be this upload's.
+
         Returns:
             The size of the object.
 
@@ -373,11 +478,37 @@ class S3BlockStore:
             if number not in uploaded:
                 raise InvalidArgument(f"part {number} was not uploaded", part_number=number)
         chosen = [{"PartNumber": n, "ETag": uploaded[n]["ETag"]} for n in parts]
-        with self._errors("complete multipart upload", path):
-            await client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": chosen}
-            )
+        try:
+            with self._errors("complete multipart upload", path):
+                await client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": chosen},
+                )
+        except UploadNotFound:
+            return await self._completed_size(key, path, upload_id, len(parts))
         return sum(int(uploaded[n]["Size"]) for n in parts)
+
+    async def _completed_size(self, key: str, path: str, upload_id: str, count: int) -> int:
+        """The size of the object an earlier completion of the upload made, if there is one.
+
+        Raises:
+            UploadNotFound: when no object of `count` parts is at `path`.
+        """
+        client = await self._s3()
+        try:
+            with self._errors("stat", path):
+                response = await client.head_object(Bucket=self.bucket, Key=key)
+        except ObjectNotFound:
+            response = None
+        if response is None or not str(response.get("ETag", "")).strip('"').endswith(f"-{count}"):
+            raise UploadNotFound(
+                f"no multipart upload {upload_id!r} for {path!r}",
+                path=path,
+                namespace=self.namespace,
+            )
+        return int(response["ContentLength"])
 
     async def abort_multipart(self, path: str, upload_id: str) -> None:
         """Discard an upload and its parts; aborting an unknown upload is not an error."""

@@ -156,7 +156,16 @@ async def _read(ctx: Ctx, *, body: bool) -> web.StreamResponse:
     response = _ObjectResponse(status=status, headers=out)
     if body and end > start:
         response.source = (ctx, entry, start, end)
-        response.namespace = repo.storage_namespace
+        blocks = await ctx.g.blocks.get(repo.storage_namespace)
+        response.local = blocks.local_path(entry.address)
+        transport = ctx.request.transport
+        if response.local is None or (
+                transport is not None and transport.get_extra_info("sslcontext") is not None):
+            # Streamed, not sent from a file: ask the block store for the first chunk now, so
+            # that a store that is down answers 503 before any header has gone out.
+            response.local = None
+            chunks = ctx.g.open_object(ctx.bucket, entry, start=start, end=end)
+            response.chunks = (await anext(chunks, b""), chunks)
     return response
 
 
@@ -164,21 +173,20 @@ class _ObjectResponse(web.StreamResponse):
     """Streams an object's bytes: sendfile from a local file when possible, else chunks."""
 
     source: tuple[Ctx, Entry, int, int] | None = None
-    namespace = ""
+    local: str | None = None  # the local file to send, when sendfile can be used
+    chunks: tuple[bytes, AsyncIterator[bytes]] | None = None  # first chunk, then the rest
 
     async def prepare(self, request: web.BaseRequest) -> web.AbstractStreamWriter | None:  # type: ignore[override]
         writer = await super().prepare(request)
         if self.source is None or request.method == "HEAD":
             return writer
+        assert writer is not None
         ctx, entry, start, end = self.source
-        blocks = await ctx.g.blocks.get(self.namespace)
-        local = blocks.local_path(entry.address)
         transport = request.transport
-        if local is not None and transport is not None and transport.get_extra_info(
-            "sslcontext") is None:
+        if self.local is not None and transport is not None:
             loop = asyncio.get_running_loop()
             # A local open is quick; O_NOFOLLOW: never serve what a symlink points to.
-            with os.fdopen(os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC),
+            with os.fdopen(os.open(self.local, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC),
                            "rb") as fobj:
                 try:
                     await loop.sendfile(transport, fobj, start, end - start)
@@ -186,8 +194,12 @@ class _ObjectResponse(web.StreamResponse):
                     return writer
                 except NotImplementedError:
                     pass
-        assert writer is not None
-        async for chunk in ctx.g.open_object(ctx.bucket, entry, start=start, end=end):
+        if self.chunks is None:
+            self.chunks = (b"", ctx.g.open_object(ctx.bucket, entry, start=start, end=end))
+        first, rest = self.chunks
+        if first:
+            await writer.write(first)
+        async for chunk in rest:
             await writer.write(chunk)
         return writer
 

@@ -267,23 +267,39 @@ class LocalBlockStore:
 
     @staticmethod
     async def _stream_to(fd: int, chunks: AsyncIterable[bytes]) -> int:
-        """Write `chunks` to `fd`, one thread hop per MiB or so; returns the size."""
+        """Write `chunks` to `fd`, one thread hop per MiB or so; returns the size.
+
+        A MiB is written while the next one is received: at most one write is in flight, and
+        none is left running when this returns or raises (the caller closes `fd` next).
+        """
         size, batch, batched = 0, [], 0
         source = aiter(chunks)
-        while True:
-            try:
-                chunk = await anext(source)
-            except StopAsyncIteration:
-                break
-            except Exception as e:
-                # The caller's stream failed, not the file system: let it through as it is.
-                raise _SourceError(e) from e
-            batch.append(chunk)
-            batched += len(chunk)
-            if batched >= CHUNK_SIZE:
-                await _in_thread(_write_all, fd, batch)
-                size, batch, batched = size + batched, [], 0
-        await _in_thread(_write_all, fd, batch)
+        writing: asyncio.Future[None] | None = None
+        try:
+            while True:
+                try:
+                    chunk = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    # The caller's stream failed, not the file system: let it through as is.
+                    raise _SourceError(e) from e
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= CHUNK_SIZE:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(_in_thread(_write_all, fd, batch))
+                    size, batch, batched = size + batched, [], 0
+            if writing is not None:
+                await writing
+                writing = None
+            await _in_thread(_write_all, fd, batch)
+        finally:
+            if writing is not None:
+                # Failing or cancelled: let the write finish before the descriptor is closed.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(writing)
         return size + batched
 
     async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:

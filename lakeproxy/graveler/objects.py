@@ -9,10 +9,10 @@ import hashlib
 import time
 import uuid
 from bisect import bisect_left, bisect_right
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 import xxhash
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 _WRITE_ATTEMPTS = 50
 MAX_LIST_KEYS = 1000
 _LIST_BATCH = 1024
+_ITER_FIRST = 64  # entries in the first chunk of `iter_entries`, four times more each time
+_ITER_MOST = 4096
+_Page = TypeVar("_Page")
 
 # Sorted keys and their encoded values (b"": a tombstone).
 Batch = tuple[list[bytes], list[bytes]]
@@ -170,13 +173,53 @@ class ObjectsMixin:
             return None
         return await self.refs.resolve(repo, name)
 
+    async def _point_read(self: Graveler, repo: Repository, ref: str,
+                          key: bytes) -> bytes | None:
+        """The encoded entry at `key` on `ref`, or None.
+
+        On a branch, the branch record and the staged rows of the tokens its hint lists are
+        read in one snapshot, in one round trip when the hint is current (else once more with
+        the tokens just read). A staging miss is then final for that record, whose committed
+        tree never changes: no commit can slip between the two reads.
+        """
+        if not ref or "~" in ref or "^" in ref or "@" in ref:
+            return await self._lookup(repo, await self.refs.resolve(repo, ref), key)
+        parts = Partitions.of(repo)
+        name = ref.encode()
+        for _ in range(_WRITE_ATTEMPTS):
+            hint = self.refs.branch_hint(repo, ref)
+            tokens = () if hint is None else hint.tokens
+            found = await self.store.get_multi(
+                [(parts.branches, name), (parts.tags, name),
+                 *[(parts.staging, token + key) for token in tokens]]
+            )
+            raw_branch = found[0]
+            if raw_branch is None:
+                self.refs.note_branch(repo, None, ref)
+                tag = found[1]
+                resolved = (ResolvedRef(RefKind.TAG, tag.decode()) if tag is not None
+                            else await self.refs.resolve(repo, ref))
+                return await self._lookup(repo, resolved, key)
+            branch = Branch.decode(ref, raw_branch)
+            if branch != hint:
+                self.refs.note_branch(repo, branch)
+                if branch.tokens != tokens:
+                    continue
+            staged = next((value for value in found[2:] if value is not None), None)
+            if staged is not None:
+                return staged or None
+            return await self.trees(repo).lookup(await self.root_of(repo, branch.head), key)
+        raise ConcurrentUpdate(
+            "the branch kept changing while it was read; try again", repository=repo.name
+        )
+
     async def get_entry(
         self: Graveler, repo_name: str | Repository, ref: str, key: str
     ) -> Entry:
         """The entry at `key` on `ref`; raises ObjectNotFound."""
         raw_key = validate_key(key)
-        repo, resolved = await self._read_target(repo_name, ref)
-        raw = await self._lookup(repo, resolved, raw_key)
+        repo = await self._repo(repo_name)
+        raw = await self._point_read(repo, ref, raw_key)
         if raw is None:
             raise ObjectNotFound(
                 f"object {key!r} does not exist on {ref!r} in repository {repo.name!r}",
@@ -191,8 +234,73 @@ class ObjectsMixin:
         repo, resolved = await self._read_target(repo_name, ref)
         pfx = validate_prefix(prefix)
         start = max(pfx, after.encode() + b"\x00" if after else b"")
-        async for key, value in self._raw_entries(repo, resolved, start, pfx):
-            yield key.decode(), Entry.decode(value)
+        size = _ITER_FIRST
+        while True:
+            chunk, resolved = await self._checked_listing(
+                repo, resolved,
+                lambda r, start=start, size=size: self._raw_chunk(repo, r, start, pfx, size),
+            )
+            for key, value in chunk:
+                yield key.decode(), Entry.decode(value)
+            if len(chunk) < size:
+                return
+            start = chunk[-1][0] + b"\x00"
+            size = min(size * 4, _ITER_MOST)
+
+    async def _raw_chunk(
+        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, prefix: bytes,
+        size: int,
+    ) -> list[tuple[bytes, bytes]]:
+        """The first `size` entries (no tombstones) of `_raw_batches`."""
+        chunk: list[tuple[bytes, bytes]] = []
+        batches = self._raw_batches(repo, resolved, start, prefix)
+        async with contextlib.aclosing(batches):
+            async for keys, values in batches:
+                for key, value in zip(keys, values, strict=True):
+                    if value:
+                        chunk.append((key, value))
+                        if len(chunk) == size:
+                            return chunk
+        return chunk
+
+    async def _checked_listing(
+        self: Graveler, repo: Repository, resolved: ResolvedRef,
+        build: Callable[[ResolvedRef], Awaitable[_Page]],
+    ) -> tuple[_Page, ResolvedRef]:
+        """`build(resolved)`, built again on the branch read afresh for as long as a commit
+        dropped staging rows the listing may have read meanwhile; also the ref it was built on.
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            page = await build(resolved)
+            moved = await self._listing_moved(repo, resolved)
+            if moved is None:
+                return page, resolved
+            resolved = moved
+        raise ConcurrentUpdate(
+            "the branch kept changing while it was listed; try again", repository=repo.name
+        )
+
+    async def _listing_moved(self: Graveler, repo: Repository,
+                             resolved: ResolvedRef) -> ResolvedRef | None:
+        """None when the branch still lists every staging token `resolved` read; else the
+        branch resolved afresh.
+
+        A commit publishes its new head and then deletes the rows of the tokens it applied.
+        A listing that read such a token after the deletion lacks those rows, and so does the
+        older head it read: its page counts only if none of its tokens has gone since (a
+        token that has left a branch never comes back).
+        """
+        branch = resolved.branch
+        if not resolved.include_staging or branch is None:
+            return None
+        raw = await self.store.get(Partitions.of(repo).branches, branch.name.encode())
+        if raw is None:
+            return await self.refs.resolve(repo, branch.name)
+        fresh = Branch.decode(branch.name, raw)
+        if all(token in fresh.tokens for token in branch.tokens):
+            return None
+        self.refs.note_branch(repo, fresh)
+        return ResolvedRef(RefKind.BRANCH, fresh.head, fresh, include_staging=True)
 
     async def _raw_entries(
         self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, prefix: bytes
@@ -249,6 +357,15 @@ class ObjectsMixin:
             raw_after = after.encode()
             rolled = _rollup(raw_after, pfx, delim)
             start = max(start, rolled + b"\xff" if rolled else raw_after + b"\x00")
+        page, _ = await self._checked_listing(
+            repo, resolved, lambda r: self._entries_page(repo, r, start, pfx, delim, limit)
+        )
+        return page
+
+    async def _entries_page(
+        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, pfx: bytes,
+        delim: bytes, limit: int,
+    ) -> ListPage:
         entries: list[tuple[str, Entry]] = []
         prefixes: list[str] = []
         last: str | None = None
@@ -295,6 +412,15 @@ class ObjectsMixin:
             raw_after = after.encode()
             rolled = _rollup(raw_after, pfx, delim)
             start = max(start, rolled + b"\xff" if rolled else raw_after + b"\x00")
+        page, _ = await self._checked_listing(
+            repo, resolved, lambda r: self._raw_page(repo, r, start, pfx, delim, limit)
+        )
+        return page
+
+    async def _raw_page(
+        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, pfx: bytes,
+        delim: bytes, limit: int,
+    ) -> RawListPage:
         keys: list[str] = []
         values: list[bytes | None] = []
         while True:
@@ -360,7 +486,17 @@ class ObjectsMixin:
 
     # Writes
 
-    async def _writable_branch(self: Graveler, repo: Repository, name: str) -> Branch:
+    async def _writable_branch(self: Graveler, repo: Repository, name: str, *,
+                               hinted: bool = False) -> Branch:
+        """The branch record to write through; raises ReadOnlyRef or ProtectedBranch.
+
+        `hinted`: the branch's hint will do when it allows writing, for a caller whose write
+        compares the record it got (a stale hint then fails that write, which reads afresh).
+        """
+        if hinted:
+            hint = self.refs.branch_hint(repo, name)
+            if hint is not None and not hint.protected:
+                return hint
         branch_raw = await self.store.get(Partitions.of(repo).branches, name.encode())
         if branch_raw is None:
             resolved = await self.refs.resolve(repo, name)
@@ -374,6 +510,7 @@ class ObjectsMixin:
                 repository=repo.name, ref=name,
             )
         branch = Branch.decode(name, branch_raw)
+        self.refs.note_branch(repo, branch)
         if branch.protected:
             raise ProtectedBranch(
                 f"branch {name!r} is protected: it changes only by merge",
@@ -581,7 +718,7 @@ class ObjectsMixin:
         raw_key = validate_key(key)
         meta = validate_metadata(dict(metadata or {}), "user metadata")
         repo = await self.refs.get_repository(repo_name)
-        target = await self._writable_branch(repo, branch)
+        target = await self._writable_branch(repo, branch, hinted=True)
         blocks = await self.blocks.get(repo.storage_namespace)
         path = physical_path()
         hasher = _Hasher(chunks)

@@ -31,6 +31,7 @@ from lakeproxy.metastore.base import ABSENT, MetadataStore
 
 REPOSITORIES = "repos"
 _CAS_ATTEMPTS = 50
+_BRANCH_HINTS = 10_000
 _REF_RE = re.compile(r"(?P<base>[^~^@]+)(?P<at>@?)(?P<mods>(?:[~^][0-9]*)*)")
 _MOD_RE = re.compile(r"([~^])([0-9]*)")
 
@@ -68,6 +69,26 @@ class RefManager:
         self.store = store
         self._commits: OrderedDict[tuple[str, str], Commit] = OrderedDict()
         self._commit_cache_size = commit_cache_size
+        self._branch_hints: dict[tuple[str, str], Branch] = {}
+
+    # Branch hints: the last record of each branch this process read. A hint is only a guess,
+    # never an answer: whoever uses one validates it in the same snapshot or transaction (a
+    # read of the record together with the rows the hint led to, or a compare-and-swap
+    # against it), so a stale hint costs a retry, never a stale result.
+
+    def branch_hint(self, repo: Repository, name: str) -> Branch | None:
+        """The last record of branch `name` seen by this process, if any (maybe stale)."""
+        return self._branch_hints.get((repo.uid, name))
+
+    def note_branch(self, repo: Repository, branch: Branch | None, name: str = "") -> None:
+        """Remember `branch` as the hint for its name; None forgets the hint for `name`."""
+        if branch is None:
+            self._branch_hints.pop((repo.uid, name), None)
+            return
+        hints = self._branch_hints
+        if len(hints) >= _BRANCH_HINTS and (repo.uid, branch.name) not in hints:
+            hints.pop(next(iter(hints)))
+        hints[(repo.uid, branch.name)] = branch
 
     # Repositories
 

@@ -76,6 +76,16 @@ class MetadataStore(Protocol):
         """Return the values of the given keys that exist; missing keys are left out."""
         ...
 
+    async def get_multi(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        """Return the value at each (partition, key) of `items`, in order; None where there is
+        none.
+
+        All values are read from one consistent snapshot, whatever their partitions: records
+        that must agree with each other (a branch record and the staging rows of its tokens)
+        are read together, in one round trip to a shared store.
+        """
+        ...
+
     async def set(self, partition: str, key: bytes, value: bytes) -> None:
         """Write a value unconditionally."""
         ...

@@ -56,6 +56,13 @@ class MemoryMetadataStore:
             return {}
         return {k: part.values[k] for k in keys if k in part.values}
 
+    async def get_multi(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        parts = self._parts
+        return [
+            None if (part := parts.get(partition)) is None else part.values.get(key)
+            for partition, key in items
+        ]
+
     async def set(self, partition: str, key: bytes, value: bytes) -> None:
         self._part(partition).put(key, value)
 

@@ -40,6 +40,71 @@ MIGRATIONS: tuple[Migration, ...] = (
         " v bytea NOT NULL,"
         " PRIMARY KEY (p, k))",
     ),
+    # The checks of a write batch, in the order given (the store sorts them by key, so that
+    # transactions lock rows in one order). Mode 'a' claims an absent key with a placeholder
+    # row, which holds it as a row lock would; 's' and 'x' lock an existing row for share or
+    # for update and compare its value. A check that does not hold raises SQLSTATE LP412 with
+    # the check's 1-based position as the detail, which rolls back the whole statement.
+    Migration(
+        "create_lakeproxy_checks",
+        "CREATE FUNCTION {schema}.lakeproxy_checks("
+        " ps text[], ks bytea[], vs bytea[], modes text) RETURNS void"
+        " LANGUAGE plpgsql AS $lakeproxy$\n"
+        "DECLARE\n"
+        "    held bytea;\n"
+        "    holds boolean;\n"
+        "BEGIN\n"
+        "    FOR i IN 1 .. length(modes) LOOP\n"
+        "        IF substr(modes, i, 1) = 'a' THEN\n"
+        "            INSERT INTO {schema}.kv (p, k, v) VALUES (ps[i], ks[i], ''::bytea)\n"
+        "                ON CONFLICT (p, k) DO NOTHING;\n"
+        "            holds := FOUND;\n"
+        "        ELSIF substr(modes, i, 1) = 'x' THEN\n"
+        "            SELECT v INTO held FROM {schema}.kv WHERE p = ps[i] AND k = ks[i]\n"
+        "                FOR UPDATE;\n"
+        "            holds := FOUND AND held = vs[i];\n"
+        "        ELSE\n"
+        "            SELECT v INTO held FROM {schema}.kv WHERE p = ps[i] AND k = ks[i]\n"
+        "                FOR SHARE;\n"
+        "            holds := FOUND AND held = vs[i];\n"
+        "        END IF;\n"
+        "        IF NOT holds THEN\n"
+        "            RAISE EXCEPTION USING ERRCODE = 'LP412',\n"
+        "                MESSAGE = 'the record changed since it was read', DETAIL = i::text;\n"
+        "        END IF;\n"
+        "    END LOOP;\n"
+        "END\n"
+        "$lakeproxy$",
+    ),
+    # A whole write batch in one statement (one round trip, one implicit transaction): the
+    # checks, then every operation in order. Kinds: 'p' upsert, 'd' delete a key, 'r' delete
+    # the keys from oks[i] on, 'b' delete the keys in [oks[i], ovs[i]).
+    Migration(
+        "create_lakeproxy_write",
+        "CREATE FUNCTION {schema}.lakeproxy_write("
+        " cps text[], cks bytea[], cvs bytea[], modes text,"
+        " ops text[], oks bytea[], ovs bytea[], kinds text) RETURNS void"
+        " LANGUAGE plpgsql AS $lakeproxy$\n"
+        "BEGIN\n"
+        "    IF modes <> '' THEN\n"
+        "        PERFORM {schema}.lakeproxy_checks(cps, cks, cvs, modes);\n"
+        "    END IF;\n"
+        "    FOR i IN 1 .. length(kinds) LOOP\n"
+        "        CASE substr(kinds, i, 1)\n"
+        "            WHEN 'p' THEN\n"
+        "                INSERT INTO {schema}.kv (p, k, v) VALUES (ops[i], oks[i], ovs[i])\n"
+        "                    ON CONFLICT (p, k) DO UPDATE SET v = excluded.v;\n"
+        "            WHEN 'd' THEN\n"
+        "                DELETE FROM {schema}.kv WHERE p = ops[i] AND k = oks[i];\n"
+        "            WHEN 'r' THEN\n"
+        "                DELETE FROM {schema}.kv WHERE p = ops[i] AND k >= oks[i];\n"
+        "            ELSE\n"
+        "                DELETE FROM {schema}.kv WHERE p = ops[i] AND k >= oks[i] AND k < ovs[i];\n"
+        "        END CASE;\n"
+        "    END LOOP;\n"
+        "END\n"
+        "$lakeproxy$",
+    ),
 )
 """Every schema step, oldest first; step N (1-based) brings a schema to version N."""
 

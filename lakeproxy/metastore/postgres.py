@@ -2,21 +2,27 @@
 
 Every partition lives in one table ``kv (p, k, v)`` whose primary key orders keys bytewise
 (bytea). Connections come from a psycopg pool in autocommit mode, so a point read or a
-single-key write is one statement and one round trip.
+single-key write is one statement and one round trip. Every round trip costs CPU in the
+client and in the server, so the store spends as few as it can: `get_multi` reads records of
+several partitions in one statement; point reads that arrive while the few statements of point
+reads allowed at once are running wait and are then read together, in one statement; and
+`write(ops)` is one call of a server-side function (created by a migration) that runs the
+checks and then the operations in the statement's implicit transaction. Statements are
+prepared on their first use on a connection.
 
-`write(ops)` is one short transaction in two round trips, both pipelined: first BEGIN and
-every check, then every operation and COMMIT. A check of a value locks its row (FOR SHARE,
-or FOR UPDATE when the batch also writes that key) so that nobody changes it before the
-commit; a check for absence inserts a placeholder row with ON CONFLICT DO NOTHING, which holds
-the key exactly as a row lock would, and the placeholder is removed again unless the batch
-writes the key. No lock outlives the transaction, and no transaction spans a commit's heavy
-work: the core computes trees first and only then swaps the branch head in one `write`.
+A check of a value locks its row (FOR SHARE, or FOR UPDATE when the batch also writes that
+key) so that nobody changes it before the commit; a check for absence inserts a placeholder
+row with ON CONFLICT DO NOTHING, which holds the key exactly as a row lock would, and the
+placeholder is removed again unless the batch writes the key. No lock outlives the statement,
+and no transaction spans a commit's heavy work: the core computes trees first and only then
+swaps the branch head in one `write`.
 
-Lost connections are told apart by what they may have done. A read, and a transaction that
-never sent its COMMIT, are retried on a fresh connection; a single-statement write or a
-transaction whose COMMIT was sent may have committed, so it raises ServiceUnavailable (the
-gateway answers 503 with Retry-After) rather than guess. Deadlocks and serialization
-failures are reported by the server before anything commits, so they are retried too.
+Lost connections are told apart by what they may have done. A read is retried on a fresh
+connection. A write whose backend reported its own termination while it was still checking
+its preconditions surely did not commit, and is retried too; any other write that lost its
+connection may have committed, so it raises ServiceUnavailable (the gateway answers 503 with
+Retry-After) rather than guess. Deadlocks and serialization failures are reported by the
+server before anything commits, so they are retried.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import pq
@@ -46,7 +52,6 @@ from lakeproxy.metastore.pg_migrations import migrate, quote_ident
 from lakeproxy.metastore.pg_url import PostgresTarget, parse_postgres_url
 from lakeproxy.metastore.sqlite import prefix_end
 
-T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 
 _READ_ATTEMPTS = 4
@@ -58,6 +63,15 @@ _REPLAY_BYTES = 64 * 1024 * 1024
 _LOST_STATES = ("57P01", "57P02", "57P03")
 # SQLSTATEs with which the server aborts a transaction it did not commit.
 _ABORTED_STATES = ("40001", "40P01")
+# The SQLSTATE with which `lakeproxy_write` reports a check that does not hold.
+_CHECK_FAILED = "LP412"
+# What the context of an error raised while `lakeproxy_write` checked its batch holds.
+_CHECKING = "lakeproxy_checks("
+_UNION_MAX = 64
+# Statements of point reads run at once (each on its own connection), and most reads (of
+# callers) that one statement serves.
+_READ_LANES = 2
+_BATCH_READS = 64
 
 
 class _Statements:
@@ -67,6 +81,24 @@ class _Statements:
         kv = f"{quote_ident(schema)}.kv"
         self.get = f"SELECT v FROM {kv} WHERE p = %s AND k = %s"
         self.get_many = f"SELECT k, v FROM {kv} WHERE p = %s AND k = ANY(%s)"
+        # Records of any partitions: one index probe each, numbered so that the answer lines
+        # up with the request (2**n probes, n = 0..6); more of them: a join with the
+        # unnested lists.
+        self.get_multi = {
+            n: " UNION ALL ".join(
+                f"SELECT {i}, v FROM {kv} WHERE p = %s AND k = %s" for i in range(n)
+            )
+            for n in (1 << b for b in range(_UNION_MAX.bit_length()))
+        }
+        self.get_multi_unnest = (
+            f"SELECT q.i - 1, kv.v FROM unnest(%s::text[], %s::bytea[])"
+            f" WITH ORDINALITY AS q (p, k, i)"
+            f' JOIN {kv} AS kv ON kv.p = q.p COLLATE "C" AND kv.k = q.k'
+        )
+        self.write = (
+            f"SELECT {quote_ident(schema)}.lakeproxy_write("
+            "%s::text[], %s::bytea[], %s::bytea[], %s, %s::text[], %s::bytea[], %s::bytea[], %s)"
+        )
         self.upsert = (
             f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, %s)"
             " ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
@@ -78,12 +110,6 @@ class _Statements:
         self.delete = f"DELETE FROM {kv} WHERE p = %s AND k = %s"
         self.delete_from = f"DELETE FROM {kv} WHERE p = %s AND k >= %s"
         self.delete_between = f"DELETE FROM {kv} WHERE p = %s AND k >= %s AND k < %s"
-        self.lock_share = f"SELECT v FROM {kv} WHERE p = %s AND k = %s FOR SHARE"
-        self.lock_update = f"SELECT v FROM {kv} WHERE p = %s AND k = %s FOR UPDATE"
-        self.claim = (
-            f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, ''::bytea)"
-            " ON CONFLICT (p, k) DO NOTHING RETURNING true"
-        )
         self.bulk_upsert = (
             f"INSERT INTO {kv} (p, k, v) SELECT %s, r.k, r.v"
             " FROM unnest(%s::bytea[], %s::bytea[]) AS r (k, v)"
@@ -180,6 +206,60 @@ def _plan_checks(batch: tuple[Op, ...]) -> list[_KeyCheck]:
     ]
 
 
+def _write_params(checks: list[_KeyCheck], batch: tuple[Op, ...]) -> tuple[object, ...]:
+    """The arguments of `lakeproxy_write` for a batch: its checks, then its operations.
+
+    Placeholders of absent-checks that no operation replaces or removes are deleted last.
+    """
+    check_parts: list[str] = []
+    check_keys: list[bytes] = []
+    check_values: list[bytes | None] = []
+    modes = []
+    for check in checks:
+        check_parts.append(check.partition)
+        check_keys.append(check.key)
+        if check.expect is ABSENT:
+            check_values.append(None)
+            modes.append("a")
+        else:
+            check_values.append(check.expect)
+            modes.append("x" if check.exclusive else "s")
+    parts: list[str] = []
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    kinds = []
+    for op in batch:
+        if isinstance(op, Put):
+            parts.append(op.partition)
+            keys.append(op.key)
+            values.append(op.value)
+            kinds.append("p")
+        elif isinstance(op, Delete):
+            parts.append(op.partition)
+            keys.append(op.key)
+            values.append(None)
+            kinds.append("d")
+        elif isinstance(op, DeleteRange):
+            parts.append(op.partition)
+            keys.append(op.start)
+            values.append(op.end)
+            kinds.append("r" if op.end is None else "b")
+    for check in checks:
+        if check.expect is ABSENT and not check.exclusive:
+            parts.append(check.partition)
+            keys.append(check.key)
+            values.append(None)
+            kinds.append("d")
+    return (check_parts, check_keys, check_values, "".join(modes),
+            parts, keys, values, "".join(kinds))
+
+
+def _while_checking(exc: psycopg.Error) -> bool:
+    """True when the server reported that it ended a `lakeproxy_write` call while the call
+    was still checking its batch: nothing was written, and nothing will be."""
+    return exc.sqlstate in _LOST_STATES and _CHECKING in (exc.diag.context or "")
+
+
 @dataclass(slots=True)
 class _Chunks:
     """The rows of a `put_many`, deduplicated and sorted chunk by chunk, replayable.
@@ -234,6 +314,11 @@ class PostgresMetadataStore:
         self._pool = pool
         self._sql = _Statements(target.schema)
         self._closed = False
+        # Point reads waiting for a read lane, and how many lanes are busy (see `_point_reads`).
+        self._waiting: list[tuple[Sequence[tuple[str, bytes]], asyncio.Future[Any]]] = []
+        self._lanes_busy = 0
+        self._lanes = max(1, min(_READ_LANES, target.pool_max // 2))
+        self._lane_tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -282,7 +367,9 @@ class PostgresMetadataStore:
             target.conninfo,
             min_size=target.pool_min,
             max_size=target.pool_max,
-            kwargs={"autocommit": True},
+            # Every statement is prepared on its first use on a connection: a store runs a
+            # few dozen statement shapes, over and over.
+            kwargs={"autocommit": True, "prepare_threshold": 0},
             timeout=connection_timeout,
             open=False,
             name=f"lakeproxy-{target.schema}",
@@ -326,24 +413,38 @@ class PostgresMetadataStore:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         """A pooled connection that was alive when handed out (dead ones are dropped)."""
+        conn = await self._take()
+        try:
+            yield conn
+        finally:
+            await self._pool.putconn(conn)
+
+    async def _take(self) -> Conn:
+        """A pooled connection that is alive (dead ones are dropped); `putconn` it back."""
         for _ in range(self._target.pool_max + 1):
-            async with self._pool.connection() as conn:
-                if _idle_and_alive(conn):
-                    yield conn
-                    return
-                await conn.close()  # the pool replaces a closed connection
+            conn = await self._pool.getconn()
+            if _idle_and_alive(conn):
+                return conn
+            await conn.close()  # the pool replaces a closed connection
+            await self._pool.putconn(conn)
         raise psycopg.OperationalError("every pooled connection was closed by the server")
 
     async def _backoff(self, attempt: int) -> None:
         await asyncio.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
 
-    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run a read on a pooled connection; retried on a fresh one if the connection breaks."""
+    async def _rows(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        """Run one read statement and return its rows (binary); retried on a fresh connection
+        if the connection breaks."""
         self._check_open()
+        pool = self._pool
         for attempt in range(_READ_ATTEMPTS):
             try:
-                async with self._connection() as conn:
-                    return await fn(conn)
+                conn = await self._take()
+                try:
+                    cur = await conn.execute(sql, params, binary=True)
+                    return await cur.fetchall()
+                finally:
+                    await pool.putconn(conn)
             except PoolTimeout as exc:
                 raise self._unavailable(exc, "reading") from exc
             except psycopg.Error as exc:
@@ -363,9 +464,12 @@ class PostgresMetadataStore:
         self._check_open()
         for attempt in range(_TXN_ATTEMPTS):
             try:
-                async with self._connection() as conn:
+                conn = await self._take()
+                try:
                     cur = await conn.execute(sql, params)
                     return cur.rowcount
+                finally:
+                    await self._pool.putconn(conn)
             except PoolTimeout as exc:
                 raise self._unavailable(exc, "writing") from exc
             except psycopg.Error as exc:
@@ -411,13 +515,7 @@ class PostgresMetadataStore:
 
     async def get(self, partition: str, key: bytes) -> bytes | None:
         """Return the value at (`partition`, `key`), or None when there is none."""
-
-        async def run(conn: Conn) -> bytes | None:
-            cur = await conn.execute(self._sql.get, (partition, key), binary=True)
-            row = await cur.fetchone()
-            return None if row is None else row[0]
-
-        return await self._read(run)
+        return (await self._point_reads(((partition, key),)))[0]
 
     async def get_many(self, partition: str, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """Return the values of the given keys that exist, read in one statement (a snapshot)."""
@@ -425,12 +523,94 @@ class PostgresMetadataStore:
         if not wanted:
             return {}
         _check_bytes(*wanted)
+        return dict(await self._rows(self._sql.get_many, (partition, wanted)))
 
-        async def run(conn: Conn) -> dict[bytes, bytes]:
-            cur = await conn.execute(self._sql.get_many, (partition, wanted), binary=True)
-            return dict(await cur.fetchall())
+    async def get_multi(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        """Return the value at each (partition, key) of `items`, in order (None: no value).
 
-        return await self._read(run)
+        Read in one statement, so from one snapshot.
+        """
+        return await self._point_reads(items) if items else []
+
+    async def _point_reads(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        """Values of (partition, key) pairs, read in one statement shared with concurrent reads.
+
+        At most a few statements of point reads run at once (the read lanes). Reads that come
+        while every lane is busy wait, and the next free lane reads all of them in one
+        statement: under load one round trip serves many requests, which saves CPU in this
+        process and in the server. Every caller still gets values from one snapshot taken
+        after it asked, so nothing it reads is older than its call.
+        """
+        for partition, key in items:
+            if not isinstance(partition, str):
+                raise InvalidArgument("the metadata store takes partition names as text")
+            _check_bytes(key)
+        if self._lanes_busy < self._lanes and not self._waiting:
+            self._lanes_busy += 1
+            try:
+                return await self._read_points(items)
+            finally:
+                self._lanes_busy -= 1
+                if self._waiting and self._lanes_busy < self._lanes:
+                    self._start_lane()
+        future: asyncio.Future[list[bytes | None]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((items, future))
+        if self._lanes_busy < self._lanes:
+            self._start_lane()
+        return await future
+
+    def _start_lane(self) -> None:
+        self._lanes_busy += 1
+        task = asyncio.ensure_future(self._drain_waiting())
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
+
+    async def _drain_waiting(self) -> None:
+        """Serve waiting point reads, a statement at a time, until none are left."""
+        try:
+            while self._waiting:
+                batch, self._waiting = (self._waiting[:_BATCH_READS],
+                                        self._waiting[_BATCH_READS:])
+                items = [item for wanted, _ in batch for item in wanted]
+                try:
+                    values = await self._read_points(items)
+                except BaseException as exc:  # every caller of the batch gets the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                start = 0
+                for wanted, future in batch:
+                    end = start + len(wanted)
+                    if not future.done():
+                        future.set_result(values[start:end])
+                    start = end
+        finally:
+            self._lanes_busy -= 1
+
+    async def _read_points(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        """One statement: up to 64 records as that many index probes joined by UNION ALL,
+        more as a join with the unnested lists."""
+        count = len(items)
+        found: list[bytes | None] = [None] * count
+        if count <= _UNION_MAX:
+            params: list[object] = []
+            for item in items:
+                params += item
+            # A few shapes (1, 2, 4, 8… probes), each prepared once per connection: the
+            # last probe is repeated up to the next shape.
+            shape = 1 << (count - 1).bit_length()
+            params += items[-1] * (shape - count)
+            rows = await self._rows(self._sql.get_multi[shape], params)
+        else:
+            rows = await self._rows(self._sql.get_multi_unnest,
+                                    ([p for p, _ in items], [k for _, k in items]))
+        for i, value in rows:
+            if i < count:
+                found[i] = value
+        return found
 
     # Writes
 
@@ -469,11 +649,13 @@ class PostgresMetadataStore:
     async def write(self, ops: Sequence[Op]) -> None:
         """Apply `ops` atomically, in order, after checking every `Check` against the old state.
 
+        One call of the schema's `lakeproxy_write` function: one round trip.
+
         Raises:
             PreconditionFailed: A check failed; nothing was written.
             TypeError: An element of `ops` is not an `Op`.
-            ServiceUnavailable: The connection broke after COMMIT was sent (the batch may or
-                may not have been applied), or kept breaking before.
+            ServiceUnavailable: The connection broke once the checks had passed (the batch
+                may or may not have been applied), or kept breaking before.
         """
         batch = tuple(ops)
         for op in batch:
@@ -484,65 +666,34 @@ class PostgresMetadataStore:
         if not batch:
             return
         checks = _plan_checks(batch)
-        await self._transact(lambda conn, txn: self._write_txn(conn, txn, checks, batch))
-
-    async def _write_txn(
-        self, conn: Conn, txn: _Txn, checks: list[_KeyCheck], batch: tuple[Op, ...]
-    ) -> None:
-        async with conn.pipeline() as pipeline:
-            await conn.execute("BEGIN")
-            if checks:
-                claimed = await self._lock_checked(conn, pipeline, checks)
-            else:
-                await self._apply_ops(conn, batch)
-                await pipeline.sync()
-            if checks:
-                await self._apply_ops(conn, batch)
-                for check in claimed:  # placeholders no operation replaced or removed
-                    if not any(_touches(op, check.partition, check.key) for op in batch):
-                        await conn.execute(self._sql.delete, (check.partition, check.key))
-            txn.committing = True
-            await conn.execute("COMMIT")
-
-    async def _lock_checked(
-        self, conn: Conn, pipeline: psycopg.AsyncPipeline, checks: list[_KeyCheck]
-    ) -> list[_KeyCheck]:
-        """Evaluate and lock every check in one round trip; return the claimed absent keys."""
-        cursors = []
-        for check in checks:
-            if check.expect is ABSENT:
-                sql = self._sql.claim
-            else:
-                sql = self._sql.lock_update if check.exclusive else self._sql.lock_share
-            cursors.append(await conn.execute(sql, (check.partition, check.key), binary=True))
-        await pipeline.sync()
-        claimed = []
-        for check, cur in zip(checks, cursors, strict=True):
-            row = await cur.fetchone()
-            holds = row is not None if check.expect is ABSENT else (
-                row is not None and row[0] == check.expect
-            )
-            if not holds:
-                raise PreconditionFailed(
-                    "the record changed since it was read",
-                    partition=check.partition, key=check.key,
-                )
-            if check.expect is ABSENT:
-                claimed.append(check)
-        return claimed
-
-    async def _apply_ops(self, conn: Conn, batch: tuple[Op, ...]) -> None:
-        sql = self._sql
-        for op in batch:
-            if isinstance(op, Put):
-                await conn.execute(sql.upsert, (op.partition, op.key, op.value))
-            elif isinstance(op, Delete):
-                await conn.execute(sql.delete, (op.partition, op.key))
-            elif isinstance(op, DeleteRange):
-                if op.end is None:
-                    await conn.execute(sql.delete_from, (op.partition, op.start))
-                else:
-                    await conn.execute(sql.delete_between, (op.partition, op.start, op.end))
+        params = _write_params(checks, batch)
+        self._check_open()
+        for attempt in range(_TXN_ATTEMPTS):
+            try:
+                conn = await self._take()
+                try:
+                    await conn.execute(self._sql.write, params)
+                finally:
+                    await self._pool.putconn(conn)
+                return
+            except PoolTimeout as exc:
+                raise self._unavailable(exc, "writing") from exc
+            except psycopg.Error as exc:
+                if exc.sqlstate == _CHECK_FAILED:
+                    failed = checks[int(exc.diag.message_detail or 0) - 1]
+                    raise PreconditionFailed(
+                        "the record changed since it was read",
+                        partition=failed.partition, key=failed.key,
+                    ) from None
+                if _lost(exc) and not _while_checking(exc):
+                    raise self._unavailable(exc, "writing (the write may or may not have "
+                                            "been applied)") from exc
+                if not (_lost(exc) or _aborted(exc)):
+                    raise self._translate(exc) from exc
+                if attempt + 1 == _TXN_ATTEMPTS:
+                    raise self._unavailable(exc, "writing (nothing was applied)") from exc
+            await self._backoff(attempt)
+        raise AssertionError("unreachable")
 
     async def put_many(self, partition: str, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Write many values into one partition in one transaction (bulk load).
@@ -654,12 +805,7 @@ class PostgresMetadataStore:
         params: tuple[object, ...] = (
             (partition, lower, count) if upper is None else (partition, lower, upper, count)
         )
-
-        async def run(conn: Conn) -> list[tuple[bytes, bytes]]:
-            cur = await conn.execute(sql, params, binary=True)
-            return await cur.fetchall()
-
-        return await self._read(run)
+        return await self._rows(sql, params)  # type: ignore[return-value]
 
     async def close(self) -> None:
         """Close every pooled connection. Calling it again does nothing."""

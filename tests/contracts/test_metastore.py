@@ -118,6 +118,58 @@ async def test_get_many_with_more_keys_than_one_query_takes(store: MetadataStore
     assert await store.get_many("p", wanted) == dict(items)
 
 
+async def test_get_multi_reads_records_of_many_partitions_in_order(store: MetadataStore) -> None:
+    assert await store.get_multi([]) == []
+    await store.set("a", b"k", b"in a")
+    await store.set("ab", b"k", b"")
+    await store.set("b", b"\x00\xff", bytes(range(256)))
+    items = [("b", b"\x00\xff"), ("a", b"missing"), ("nowhere", b"k"), ("ab", b"k"),
+             ("a", b"k"), ("b", b"\x00\xff")]
+    assert await store.get_multi(items) == [
+        bytes(range(256)), None, None, b"", b"in a", bytes(range(256))
+    ]
+
+
+async def test_get_multi_of_more_records_than_one_union_takes(store: MetadataStore) -> None:
+    await store.put_many("p", [(b"k%03d" % i, b"v%d" % i) for i in range(0, 60, 3)])
+    await store.set("q", b"k001", b"in q")
+    items = [("p" if i % 7 else "q", b"k%03d" % i) for i in range(60)]
+    expected = [
+        (b"v%d" % i if i % 3 == 0 else None) if i % 7 else (b"in q" if i == 1 else None)
+        for i in range(60)
+    ]
+    assert await store.get_multi(items) == expected
+    assert await store.get_multi(items[:17]) == expected[:17]
+
+
+async def test_get_multi_is_one_snapshot_while_batches_land(store: MetadataStore) -> None:
+    """Records written together by one `write` are always read together: both or neither."""
+    await store.write([Put("x", b"k", b"0"), Put("y", b"k", b"0")])
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        try:
+            for n in range(1, 201):
+                await store.write([Put("x", b"k", b"%d" % n), Put("y", b"k", b"%d" % n)])
+                await asyncio.sleep(0)
+        finally:
+            done.set()
+
+    async def reader() -> int:
+        reads = 0
+        while not done.is_set() or reads == 0:
+            first, second = await store.get_multi([("x", b"k"), ("y", b"k")])
+            assert first == second, (first, second)
+            reads += 1
+            assert reads < 100_000
+            await asyncio.sleep(0)
+        return reads
+
+    results = await asyncio.gather(writer(), *(reader() for _ in range(4)))
+    assert all(r > 0 for r in results[1:])
+    assert await store.get_multi([("x", b"k"), ("y", b"k")]) == [b"200", b"200"]
+
+
 async def test_partitions_are_isolated(store: MetadataStore) -> None:
     await store.set("a", b"k", b"in a")
     await store.set("ab", b"k", b"in ab")

@@ -48,9 +48,9 @@ from lakeproxy.errors import (
     StorageError,
 )
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
+from lakeproxy.metastore.keyset import keyset_batches, rows_of
 from lakeproxy.metastore.pg_migrations import migrate, quote_ident
 from lakeproxy.metastore.pg_url import PostgresTarget, parse_postgres_url
-from lakeproxy.metastore.sqlite import prefix_end
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -743,14 +743,13 @@ class PostgresMetadataStore:
         Raises:
             InvalidArgument: `batch_size` is less than 1.
         """
-        async for rows in self.scan_batches(
+        async for row in rows_of(self.scan_batches(
             partition, start=start, after=after, prefix=prefix, limit=limit,
             batch_size=batch_size,
-        ):
-            for row in rows:
-                yield row
+        )):
+            yield row
 
-    async def scan_batches(
+    def scan_batches(
         self,
         partition: str,
         *,
@@ -762,40 +761,13 @@ class PostgresMetadataStore:
     ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
         """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
         caller works on the current one."""
-        if batch_size < 1:
-            raise InvalidArgument("batch_size must be at least 1")
-        lower, inclusive = max(start, prefix), True
-        if after is not None and after >= lower:
-            lower, inclusive = after, False
-        upper = prefix_end(prefix)
-        remaining = limit
-        ahead: asyncio.Future[list[tuple[bytes, bytes]]] | None = None
-        try:
-            while remaining is None or remaining > 0:
-                count = batch_size if remaining is None else min(batch_size, remaining)
-                if ahead is not None:
-                    rows = await ahead
-                    ahead = None
-                else:
-                    rows = await self._read_batch(partition, lower, inclusive, upper, count)
-                if not rows:
-                    return
-                if remaining is not None:
-                    remaining -= len(rows)
-                lower, inclusive = rows[-1][0], False
-                if len(rows) == count and (remaining is None or remaining > 0):
-                    nxt = batch_size if remaining is None else min(batch_size, remaining)
-                    ahead = asyncio.ensure_future(
-                        self._read_batch(partition, lower, inclusive, upper, nxt)
-                    )
-                yield rows
-                if len(rows) < count:
-                    return
-        finally:
-            if ahead is not None:
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ahead
+
+        def read(lower: bytes, inclusive: bool, upper: bytes | None,
+                 count: int) -> Awaitable[list[tuple[bytes, bytes]]]:
+            return self._read_batch(partition, lower, inclusive, upper, count)
+
+        return keyset_batches(read, start=start, after=after, prefix=prefix, limit=limit,
+                              batch_size=batch_size)
 
     async def _read_batch(
         self, partition: str, lower: bytes, inclusive: bool, upper: bytes | None, count: int

@@ -19,7 +19,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from operator import itemgetter
@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from lakeproxy.errors import InvalidArgument, PreconditionFailed, StorageError
 from lakeproxy.metastore._sqlite_utils import Database
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
+from lakeproxy.metastore.keyset import keyset_batches, rows_of
 from lakeproxy.metastore.migrations import migrate
 from lakeproxy.metastore.sqlite_writer import GroupCommitWriter, translate_error
 
@@ -48,18 +49,6 @@ _UPSERT = (
 _INSERT_NEW = "INSERT INTO kv (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO NOTHING"
 _SWAP = "UPDATE kv SET v = ? WHERE p = ? AND k = ? AND v = ?"
 _DELETE = "DELETE FROM kv WHERE p = ? AND k = ?"
-
-
-def prefix_end(prefix: bytes) -> bytes | None:
-    """Return the smallest key greater than every key that starts with `prefix`.
-
-    Trailing 0xff bytes cannot be incremented, so they are dropped first; None means there is
-    no such key (the prefix is empty or all 0xff) and the range is unbounded above.
-    """
-    stem = prefix.rstrip(b"\xff")
-    if not stem:
-        return None
-    return stem[:-1] + bytes([stem[-1] + 1])
 
 
 def connect(
@@ -420,14 +409,13 @@ class SqliteMetadataStore:
         Raises:
             InvalidArgument: `batch_size` is less than 1.
         """
-        async for rows in self.scan_batches(
+        async for row in rows_of(self.scan_batches(
             partition, start=start, after=after, prefix=prefix, limit=limit,
             batch_size=batch_size,
-        ):
-            for row in rows:
-                yield row
+        )):
+            yield row
 
-    async def scan_batches(
+    def scan_batches(
         self,
         partition: str,
         *,
@@ -439,40 +427,13 @@ class SqliteMetadataStore:
     ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
         """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
         caller works on the current one."""
-        if batch_size < 1:
-            raise InvalidArgument("batch_size must be at least 1")
-        lower, inclusive = max(start, prefix), True
-        if after is not None and after >= lower:
-            lower, inclusive = after, False
-        upper = prefix_end(prefix)
-        remaining = limit
-        ahead: asyncio.Future[list[tuple[bytes, bytes]]] | None = None
-        try:
-            while remaining is None or remaining > 0:
-                count = batch_size if remaining is None else min(batch_size, remaining)
-                if ahead is not None:
-                    rows = await ahead
-                    ahead = None
-                else:
-                    rows = await self._read(_read_batch, partition, lower, inclusive, upper, count)
-                if not rows:
-                    return
-                if remaining is not None:
-                    remaining -= len(rows)
-                lower, inclusive = rows[-1][0], False
-                if len(rows) == count and (remaining is None or remaining > 0):
-                    nxt = batch_size if remaining is None else min(batch_size, remaining)
-                    ahead = asyncio.ensure_future(
-                        self._read(_read_batch, partition, lower, inclusive, upper, nxt)
-                    )
-                yield rows
-                if len(rows) < count:
-                    return
-        finally:
-            if ahead is not None:
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ahead
+
+        def read(lower: bytes, inclusive: bool, upper: bytes | None,
+                 count: int) -> Awaitable[list[tuple[bytes, bytes]]]:
+            return self._read(_read_batch, partition, lower, inclusive, upper, count)
+
+        return keyset_batches(read, start=start, after=after, prefix=prefix, limit=limit,
+                              batch_size=batch_size)
 
     async def close(self) -> None:
         """Finish queued writes, then stop the threads and close every connection.

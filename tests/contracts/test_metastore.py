@@ -32,9 +32,10 @@ from lakeproxy.metastore.base import (
     MetadataStore,
     Put,
 )
+from lakeproxy.metastore.keyset import prefix_end
 from lakeproxy.metastore.memory import MemoryMetadataStore
 from lakeproxy.metastore.migrations import SCHEMA_VERSION
-from lakeproxy.metastore.sqlite import SqliteMetadataStore, prefix_end
+from lakeproxy.metastore.sqlite import SqliteMetadataStore
 from tests.conftest import METASTORES, open_metastore
 
 ROOT = Path(__file__).resolve().parents[2]

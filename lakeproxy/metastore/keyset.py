@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from lakeproxy.errors import InvalidArgument
@@ -80,8 +81,54 @@ async def keyset_batches(
                 await ahead
 
 
-async def rows_of(batches: AsyncIterator[Rows]) -> AsyncIterator[tuple[bytes, bytes]]:
-    """The rows of `batches`, one at a time."""
-    async for rows in batches:
-        for row in rows:
-            yield row
+class KeysetScans:
+    """`scan` and `scan_batches` of the MetadataStore port, for a store that answers one keyset
+    query, `_keyset_read(partition, lower, inclusive, upper, count)`."""
+
+    def _keyset_read(
+        self, partition: str, lower: bytes, inclusive: bool, upper: bytes | None, count: int
+    ) -> Awaitable[Rows]:
+        raise NotImplementedError
+
+    async def scan(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Yield (key, value) pairs of `partition` in ascending bytewise key order.
+
+        Yields keys that are >= `start`, > `after` (when given) and begin with `prefix`, at
+        most `limit` of them. Each batch of `batch_size` rows is one query (keyset pagination)
+        and a consistent snapshot; no cursor or transaction stays open between batches.
+
+        Raises:
+            InvalidArgument: `batch_size` is less than 1.
+        """
+        async for rows in self.scan_batches(
+            partition, start=start, after=after, prefix=prefix, limit=limit,
+            batch_size=batch_size,
+        ):
+            for row in rows:
+                yield row
+
+    def scan_batches(
+        self,
+        partition: str,
+        *,
+        start: bytes = b"",
+        after: bytes | None = None,
+        prefix: bytes = b"",
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[Rows]:
+        """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
+        caller works on the current one."""
+        return keyset_batches(
+            functools.partial(self._keyset_read, partition), start=start, after=after,
+            prefix=prefix, limit=limit, batch_size=batch_size,
+        )

@@ -48,7 +48,7 @@ from lakeproxy.errors import (
     StorageError,
 )
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
-from lakeproxy.metastore.keyset import keyset_batches, rows_of
+from lakeproxy.metastore.keyset import KeysetScans
 from lakeproxy.metastore.pg_migrations import migrate, quote_ident
 from lakeproxy.metastore.pg_url import PostgresTarget, parse_postgres_url
 
@@ -302,7 +302,7 @@ class _Chunks:
         return chunk, size
 
 
-class PostgresMetadataStore:
+class PostgresMetadataStore(KeysetScans):
     """A `MetadataStore` in a PostgreSQL schema, shared by every process that opens it.
 
     Create it with the async `PostgresMetadataStore.open(url)`; the constructor is internal.
@@ -724,52 +724,7 @@ class PostgresMetadataStore:
 
     # Scans
 
-    async def scan(
-        self,
-        partition: str,
-        *,
-        start: bytes = b"",
-        after: bytes | None = None,
-        prefix: bytes = b"",
-        limit: int | None = None,
-        batch_size: int = 1000,
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        """Yield (key, value) pairs of `partition` in ascending bytewise key order.
-
-        Yields keys that are >= `start`, > `after` (when given) and begin with `prefix`, at
-        most `limit` of them. Each batch of `batch_size` rows is one query (keyset pagination)
-        and a consistent snapshot; no cursor or transaction stays open between batches.
-
-        Raises:
-            InvalidArgument: `batch_size` is less than 1.
-        """
-        async for row in rows_of(self.scan_batches(
-            partition, start=start, after=after, prefix=prefix, limit=limit,
-            batch_size=batch_size,
-        )):
-            yield row
-
-    def scan_batches(
-        self,
-        partition: str,
-        *,
-        start: bytes = b"",
-        after: bytes | None = None,
-        prefix: bytes = b"",
-        limit: int | None = None,
-        batch_size: int = 1000,
-    ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-        """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
-        caller works on the current one."""
-
-        def read(lower: bytes, inclusive: bool, upper: bytes | None,
-                 count: int) -> Awaitable[list[tuple[bytes, bytes]]]:
-            return self._read_batch(partition, lower, inclusive, upper, count)
-
-        return keyset_batches(read, start=start, after=after, prefix=prefix, limit=limit,
-                              batch_size=batch_size)
-
-    async def _read_batch(
+    async def _keyset_read(
         self, partition: str, lower: bytes, inclusive: bool, upper: bytes | None, count: int
     ) -> list[tuple[bytes, bytes]]:
         """One keyset-pagination page: the first `count` keys from `lower`, below `upper`."""

@@ -19,7 +19,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from operator import itemgetter
@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from lakeproxy.errors import InvalidArgument, PreconditionFailed, StorageError
 from lakeproxy.metastore._sqlite_utils import Database
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
-from lakeproxy.metastore.keyset import keyset_batches, rows_of
+from lakeproxy.metastore.keyset import KeysetScans
 from lakeproxy.metastore.migrations import migrate
 from lakeproxy.metastore.sqlite_writer import GroupCommitWriter, translate_error
 
@@ -235,7 +235,7 @@ def _put_many(
         conn.executemany(_UPSERT, ((partition, key, value) for key, value in chunk))
 
 
-class SqliteMetadataStore:
+class SqliteMetadataStore(KeysetScans):
     """A `MetadataStore` in one SQLite file, shared safely by threads, coroutines and processes.
 
     Create it with the async `SqliteMetadataStore.open(path)`; the constructor is internal.
@@ -390,50 +390,10 @@ class SqliteMetadataStore:
         """
         await self._submit(lambda conn: _put_many(conn, partition, items), bulk=True)
 
-    async def scan(
-        self,
-        partition: str,
-        *,
-        start: bytes = b"",
-        after: bytes | None = None,
-        prefix: bytes = b"",
-        limit: int | None = None,
-        batch_size: int = 1000,
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        """Yield (key, value) pairs of `partition` in ascending bytewise key order.
-
-        Yields keys that are >= `start`, > `after` (when given) and begin with `prefix`, at
-        most `limit` of them. Each batch of `batch_size` rows is one query (keyset pagination)
-        and a consistent snapshot; no cursor or transaction stays open between batches.
-
-        Raises:
-            InvalidArgument: `batch_size` is less than 1.
-        """
-        async for row in rows_of(self.scan_batches(
-            partition, start=start, after=after, prefix=prefix, limit=limit,
-            batch_size=batch_size,
-        )):
-            yield row
-
-    def scan_batches(
-        self,
-        partition: str,
-        *,
-        start: bytes = b"",
-        after: bytes | None = None,
-        prefix: bytes = b"",
-        limit: int | None = None,
-        batch_size: int = 1000,
-    ) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-        """Like `scan`, a batch (one query) at a time; the next batch is read ahead while the
-        caller works on the current one."""
-
-        def read(lower: bytes, inclusive: bool, upper: bytes | None,
-                 count: int) -> Awaitable[list[tuple[bytes, bytes]]]:
-            return self._read(_read_batch, partition, lower, inclusive, upper, count)
-
-        return keyset_batches(read, start=start, after=after, prefix=prefix, limit=limit,
-                              batch_size=batch_size)
+    def _keyset_read(
+        self, partition: str, lower: bytes, inclusive: bool, upper: bytes | None, count: int
+    ) -> Awaitable[list[tuple[bytes, bytes]]]:
+        return self._read(_read_batch, partition, lower, inclusive, upper, count)
 
     async def close(self) -> None:
         """Finish queued writes, then stop the threads and close every connection.

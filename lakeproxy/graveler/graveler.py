@@ -247,8 +247,29 @@ class Graveler(ObjectsMixin, MultipartMixin):
         await self.store.write(
             [Check(parts.branches, name.encode(), branch.encode())]
             + [DeleteRange(parts.branches, name.encode(), name.encode() + b"\x00")]
+            + [Delete(parts.hidden, name.encode())]
             + [self.staging.drop_ops(parts.staging, t) for t in branch.tokens]
         )
+
+    async def set_branch_hidden(self, repo_name: str, name: str, hidden: bool) -> None:
+        """Mark a branch hidden from listings that leave hidden branches out (or unmark it).
+
+        Short-lived work branches (transactions of the lakeFS clients) are hidden; the mark
+        goes with the branch when it is deleted.
+        """
+        repo = await self.refs.get_repository(repo_name)
+        branch = await self.refs.get_branch(repo, name)
+        parts = Partitions.of(repo)
+        key = name.encode()
+        await self.store.write([
+            Check(parts.branches, key, branch.encode()),
+            Put(parts.hidden, key, b"") if hidden else Delete(parts.hidden, key),
+        ])
+
+    async def hidden_branches(self, repo_name: str) -> set[str]:
+        """Names of the repository's hidden branches."""
+        repo = await self.refs.get_repository(repo_name)
+        return {k.decode() async for k, _ in self.store.scan(Partitions.of(repo).hidden)}
 
     async def set_branch_protection(self, repo_name: str, name: str, protected: bool) -> Branch:
         """Protect a branch (it then changes only by merge) or lift the protection."""

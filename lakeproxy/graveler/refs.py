@@ -47,18 +47,20 @@ class Partitions:
     staging: str
     dropped: str
     uploads: str
+    hidden: str
 
     @classmethod
     def of(cls, repo: Repository) -> Partitions:
         base = f"r/{repo.uid}/"
         return cls(
-            base + "b", base + "t", base + "c", base + "n", base + "s", base + "d", base + "u"
+            base + "b", base + "t", base + "c", base + "n", base + "s", base + "d", base + "u",
+            base + "h",
         )
 
     def all(self) -> tuple[str, ...]:
         return (
             self.branches, self.tags, self.commits, self.nodes, self.staging, self.dropped,
-            self.uploads,
+            self.uploads, self.hidden,
         )
 
 

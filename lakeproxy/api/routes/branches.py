@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from lakeproxy.api import hidden
 from lakeproxy.api.context import Call, amount_of, object_path, page
 from lakeproxy.api.errors import Forbidden, json_response
 from lakeproxy.api.routing import FORCE, PAGING, Param, ParamKind, Permission, Route
@@ -35,7 +34,7 @@ async def list_branches(call: Call) -> web.StreamResponse:
     repo = await call.g.get_repository(validate_repository_id(call.repository))
     amount = amount_of(call.query)
     prefix, after = call.query["prefix"] or "", call.query["after"] or ""
-    hide = set() if call.query["show_hidden"] else await hidden.hidden_branches(call.g, repo)
+    hide = set() if call.query["show_hidden"] else await call.g.hidden_branches(repo.name)
     found: list[Branch] = []
     while True:
         batch = await call.g.list_branches(repo.name, prefix=prefix, after=after,
@@ -63,7 +62,8 @@ async def create_branch(call: Call) -> web.StreamResponse:
                             "recreated") from None
         await call.g.delete_branch(repo.name, body.name)
         branch = await call.g.create_branch(repo.name, body.name, body.source)
-    await hidden.set_hidden(call.g, repo, body.name, bool(body.hidden))
+    if body.hidden:
+        await call.g.set_branch_hidden(repo.name, body.name, True)
     return web.Response(status=201, text=branch.head, content_type="text/html")
 
 
@@ -80,7 +80,6 @@ async def delete_branch(call: Call) -> web.StreamResponse:
         raise Forbidden(f"branch {name!r} is the default branch of repository {repo.name!r} "
                         "and cannot be deleted")
     await call.g.delete_branch(repo.name, name)
-    await hidden.set_hidden(call.g, repo, name, False)
     return web.Response(status=204)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from lakeproxy.api import hidden
 from lakeproxy.api.context import Call, amount_of, page
 from lakeproxy.api.errors import NotSupported, json_response
 from lakeproxy.api.routing import FORCE, PAGING, Param, ParamKind, Permission, Route
@@ -60,9 +59,7 @@ async def get_repository(call: Call) -> web.StreamResponse:
 
 async def delete_repository(call: Call) -> web.StreamResponse:
     name = validate_repository_id(call.repository)
-    repo = await call.g.get_repository(name)
     await call.g.delete_repository(name)
-    await hidden.forget_repository(call.g, repo)
     return web.Response(status=204)
 
 

@@ -367,3 +367,21 @@ async def test_upload_verification_leaves_nothing(graveler: Graveler, repo: str)
     assert await keys(graveler, repo, "main") == []
     blocks = await graveler.blocks.get("local://repo1")
     assert [s async for s in blocks.list()] == []
+
+
+async def test_hidden_marks_go_with_their_branch(graveler: Graveler, repo: str) -> None:
+    await graveler.create_branch(repo, "tx-1", "main")
+    await graveler.create_branch(repo, "tx-2", "main")
+    await graveler.set_branch_hidden(repo, "tx-1", True)
+    await graveler.set_branch_hidden(repo, "tx-2", True)
+    await graveler.set_branch_hidden(repo, "tx-2", False)
+    assert await graveler.hidden_branches(repo) == {"tx-1"}
+    with pytest.raises(errors.BranchNotFound):
+        await graveler.set_branch_hidden(repo, "nope", True)
+    await graveler.delete_branch(repo, "tx-1")
+    await graveler.create_branch(repo, "tx-1", "main")
+    assert await graveler.hidden_branches(repo) == set()
+    await graveler.set_branch_hidden(repo, "tx-1", True)
+    await graveler.delete_repository(repo)
+    await graveler.create_repository(repo)
+    assert await graveler.hidden_branches(repo) == set()

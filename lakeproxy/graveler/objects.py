@@ -40,7 +40,7 @@ from lakeproxy.graveler.model import (
     _unpack_hex,
 )
 from lakeproxy.graveler.refs import Partitions
-from lakeproxy.graveler.staging import overlay, successor
+from lakeproxy.graveler.staging import successor
 from lakeproxy.metastore.base import ABSENT, Check, Op
 
 if TYPE_CHECKING:
@@ -302,34 +302,6 @@ class ObjectsMixin:
         self.refs.note_branch(repo, fresh)
         return ResolvedRef(RefKind.BRANCH, fresh.head, fresh, include_staging=True)
 
-    async def _raw_entries(
-        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, prefix: bytes
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        committed = self._committed_entries(repo, resolved.commit_id, start, prefix)
-        if resolved.include_staging and resolved.branch is not None:
-            part = Partitions.of(repo).staging
-            layers = [self.staging.scan(part, t, start, prefix) for t in resolved.branch.tokens]
-            stream = overlay([*layers, committed])
-        else:
-            stream = committed
-        async for key, value in stream:
-            if value:
-                yield key, value
-
-    async def _committed_entries(
-        self: Graveler, repo: Repository, commit_id: str, start: bytes, prefix: bytes
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
-        cursor = TreeCursor(self.trees(repo), await self.root_of(repo, commit_id))
-        await cursor.seek(start)
-        while True:
-            keys, values = await cursor.next_batch()
-            if not keys:
-                return
-            for key, value in zip(keys, values, strict=True):
-                if not key.startswith(prefix):
-                    return
-                yield key, value
-
     async def list_entries(
         self: Graveler,
         repo_name: str,
@@ -345,46 +317,15 @@ class ObjectsMixin:
         With a delimiter, keys sharing the part of the key up to the first delimiter after the
         prefix are rolled up into one common prefix, and the listing seeks past all of them
         instead of stepping through them. `after` may be a key or a common prefix returned
-        by the previous page.
+        by the previous page. It is `list_raw`'s page with the entries decoded.
         """
-        if not 1 <= limit <= MAX_LIST_KEYS:
-            raise InvalidArgument(f"limit must be between 1 and {MAX_LIST_KEYS}")
-        repo, resolved = await self._read_target(repo_name, ref)
-        pfx = validate_prefix(prefix)
-        delim = delimiter.encode()
-        start = pfx
-        if after:
-            raw_after = after.encode()
-            rolled = _rollup(raw_after, pfx, delim)
-            start = max(start, rolled + b"\xff" if rolled else raw_after + b"\x00")
-        page, _ = await self._checked_listing(
-            repo, resolved, lambda r: self._entries_page(repo, r, start, pfx, delim, limit)
-        )
-        return page
-
-    async def _entries_page(
-        self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, pfx: bytes,
-        delim: bytes, limit: int,
-    ) -> ListPage:
-        entries: list[tuple[str, Entry]] = []
-        prefixes: list[str] = []
-        last: str | None = None
-        while True:
-            restart = None
-            async for key, value in self._raw_entries(repo, resolved, start, pfx):
-                if len(entries) + len(prefixes) == limit:
-                    return ListPage(entries, prefixes, True, last)
-                rolled = _rollup(key, pfx, delim)
-                if rolled:
-                    last = rolled.decode()
-                    prefixes.append(last)
-                    restart = rolled + b"\xff"  # UTF-8 never holds 0xff: past every such key
-                    break
-                last = key.decode()
-                entries.append((last, Entry.decode(value)))
-            if restart is None:
-                return ListPage(entries, prefixes, False, None)
-            start = restart
+        raw = await self.list_raw(repo_name, ref, prefix=prefix, after=after,
+                                  delimiter=delimiter, limit=limit)
+        entries = [(k, Entry.decode(v)) for k, v in zip(raw.keys, raw.values, strict=True)
+                   if v is not None]
+        prefixes = [k for k, v in zip(raw.keys, raw.values, strict=True) if v is None]
+        return ListPage(entries, prefixes, raw.has_more,
+                        raw.keys[-1] if raw.has_more else None)
 
     async def list_raw(
         self: Graveler,
@@ -450,7 +391,8 @@ class ObjectsMixin:
     def _raw_batches(
         self: Graveler, repo: Repository, resolved: ResolvedRef, start: bytes, prefix: bytes
     ) -> AsyncIterator[Batch]:
-        """The rows of `_raw_entries` (tombstones included) as sorted batches."""
+        """What `ref` shows from `start` under `prefix`: staging tokens over the committed tree, as
+        sorted batches of rows (tombstones included)."""
         committed = self._committed_batches(repo, resolved.commit_id, start, prefix)
         if not resolved.include_staging or resolved.branch is None:
             return committed

@@ -282,11 +282,21 @@ class RequestBody:
 
     async def _run(self) -> AsyncIterator[bytes]:
         if not self._chunked:
-            reader = _Reader(self._source, self._content_length)
-            while await reader.fill():
-                data = await reader.read_some(1 << 62)
+            # Plain bodies pass through as received: no buffering, no copies.
+            limit, received = self._content_length, 0
+            async for data in self._source:
+                if not data:
+                    continue
+                received += len(data)
+                if limit is not None and received > limit:
+                    raise InvalidRequest("the request body is longer than its Content-Length")
                 self._account(data)
                 yield data
+            if limit is not None and received < limit:
+                raise IncompleteBody(
+                    "You did not provide the number of bytes specified by the "
+                    "Content-Length HTTP header"
+                )
             self._finish(trailers={})
             return
 

@@ -90,9 +90,10 @@ class _Hasher:
         self.xxh = xxhash.xxh3_128()
         self.size = 0
 
-    def _update(self, data: bytes) -> None:
-        self.md5.update(data)
-        self.xxh.update(data)
+    def _update(self, chunks: list[bytes]) -> None:
+        for data in chunks:
+            self.md5.update(data)
+            self.xxh.update(data)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -107,15 +108,13 @@ class _Hasher:
                 if batched >= _HASH_BATCH:
                     if pending is not None:
                         await pending  # keep the hash updates in order
-                    data = b"".join(batch)
+                    pending = loop.run_in_executor(_HASH_THREAD, self._update, batch)
                     batch, batched = [], 0
-                    pending = loop.run_in_executor(_HASH_THREAD, self._update, data)
                 yield chunk
             if pending is not None:
                 await pending
                 pending = None
-            if batch:
-                self._update(b"".join(batch))
+            self._update(batch)
         finally:
             if pending is not None:
                 with contextlib.suppress(BaseException):

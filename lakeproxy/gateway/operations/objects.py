@@ -234,8 +234,13 @@ def decoded_length(ctx: Ctx) -> int:
 
 
 def request_body(ctx: Ctx) -> RequestBody:
-    return RequestBody(ctx.request.content.iter_chunked(READ_CHUNK), ctx.auth,
-                       ctx.request.headers)
+    """The request's verified payload. The body is read as it arrives (a received piece is
+    passed on without being copied), with up to 2 × READ_CHUNK buffered before the socket is
+    paused."""
+    content = ctx.request.content
+    if hasattr(content, "set_read_chunk_size"):  # aiohttp >= 3.14
+        content.set_read_chunk_size(READ_CHUNK)
+    return RequestBody(content.iter_any(), ctx.auth, ctx.request.headers)
 
 
 async def read_xml_body(ctx: Ctx) -> bytes:

@@ -12,7 +12,8 @@ plus, once per N, the commit of N staged objects onto an empty branch (a `commit
 objects=0, changes=N) and `floor`
 (the raw cost of msgpack-encoding and hashing N entries and inserting N rows into SQLite in
 one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
-commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges.
+commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. The process
+runs with the garbage collector settings of `lake serve` (`lakeproxy.server.tune_gc`).
 
     python bench/core_bench.py --objects 10000,1000000 --changes 10,1000 [--json]
 """
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lakeproxy.blockstore.provider import BlockStores
 from lakeproxy.graveler import Entry, Graveler
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
+from lakeproxy.server import tune_gc
 
 
 def key_of(i: int) -> str:
@@ -197,6 +199,7 @@ async def run(objects: list[int], changes: list[int], repeat: int,
         folder = Path(tmp)
         store = await SqliteMetadataStore.open(folder / "metadata.db")
         g = Graveler(store, BlockStores(folder / "blocks"))
+        tune_gc()  # as `lake serve` does once it has started
         bench = Bench(g, repeat, emit)
         try:
             for n in objects:

@@ -125,15 +125,22 @@ def mount_beside_gateway(app: web.Application, services: Services,
     app.add_subapp("/api/v1", create_api_app(services))
 
 
+def tune_gc() -> None:
+    """The collector settings of a serving process (the benchmarks use them too).
+
+    Everything loaded so far lives as long as the process: keep it out of the collector's
+    way, and make full collections (pauses of tens of ms on a big heap) rarer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(700, 10, 1000)
+
+
 async def run_worker(settings: Settings, options: ServeOptions, creds: RootCredentials,
                      ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then finish in-flight requests and close the stores."""
     app = await build_app(settings, options, creds)
-    # Everything loaded so far lives as long as the process: keep it out of the collector's
-    # way, and make full collections (pauses of tens of ms on a big heap) rarer.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(700, 10, 1000)
+    tune_gc()
     runner = web.AppRunner(app, handle_signals=False,
                            shutdown_timeout=settings.shutdown_timeout, **access_log_options())
     await runner.setup()

@@ -61,9 +61,14 @@ class BlockStore(Protocol):
         ...
 
     async def put_part(
-        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
+        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes],
+        *, size: int | None = None,
     ) -> PartInfo:
-        """Store one part (1..10000) of an upload; a part stored again replaces the previous one."""
+        """Store one part (1..10000) of an upload; a part stored again replaces the previous one.
+
+        `size`, when given, is the part's announced length: a body of another length fails
+        with InvalidArgument.
+        """
         ...
 
     async def complete_multipart(self, path: str, upload_id: str, parts: Sequence[int]) -> int:

@@ -40,6 +40,18 @@ _WRITE_BEHIND = hasattr(os, "posix_fadvise")
 _TMP = ".tmp"
 _UPLOADS = ".uploads"
 _TARGET = "target"  # file of an upload folder: the path the upload ends up at
+# Parts are assembled in place when their sizes allow it: the first part of at least
+# _MIN_STRIDE bytes fixes the upload's stride (file `stride`), and a part of that size (or a
+# smaller last part) uploaded for the first time is written straight into `assembly` at
+# offset (number - 1) * stride, with a marker `<number>.in` holding its size. A part
+# uploaded again, or of another size, is a file `<number>` of its own. When every part
+# of a completion is in place, completing renames the assembly: nothing is copied.
+_ASSEMBLY = "assembly"
+_STRIDE = "stride"
+_IN_PLACE = ".in"
+_CLAIM = ".claim"
+_COMPLETING = "completing"
+_MIN_STRIDE = 5 * 1024 * 1024
 _RESERVED = frozenset({_TMP, _UPLOADS})
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 # Errors saying that a copy_file_range cannot be used between these files: fall back to read/write.
@@ -131,6 +143,18 @@ def _write_behind(fd: int, chunks: list[bytes], offset: int) -> None:
         os.posix_fadvise(fd, offset, sum(map(len, chunks)), os.POSIX_FADV_DONTNEED)
 
 
+def _pwrite_behind(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Write `chunks` at `offset` of `fd`, then start their write-back (see _write_behind)."""
+    start = offset
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+    if _WRITE_BEHIND and offset > start:
+        os.posix_fadvise(fd, start, offset - start, os.POSIX_FADV_DONTNEED)
+
+
 def _append_file(fd: int, source: str) -> int:
     """Append the whole file at `source` to the file open at `fd`; returns the bytes copied."""
     copied = 0
@@ -147,6 +171,53 @@ def _append_file(fd: int, source: str) -> int:
             _write_all(fd, [data])
             copied += len(data)
     return copied
+
+
+def _append_range(fd: int, source: str, offset: int, length: int) -> int:
+    """Append `length` bytes of the file at `source` from `offset` to the file open at `fd`."""
+    copied = 0
+    with open(source, "rb") as src:
+        if hasattr(os, "copy_file_range"):
+            try:
+                while copied < length:
+                    n = os.copy_file_range(
+                        src.fileno(), fd, min(length - copied, 1 << 30), offset + copied
+                    )
+                    if n == 0:
+                        break
+                    copied += n
+            except OSError as e:
+                if e.errno not in _NO_COPY_RANGE or copied:
+                    raise
+        while copied < length:
+            data = os.pread(src.fileno(), min(CHUNK_SIZE, length - copied), offset + copied)
+            if not data:
+                break
+            _write_all(fd, [data])
+            copied += len(data)
+    if copied != length:
+        raise StorageError(f"part data is missing from {source}")
+    return copied
+
+
+def _write_file(folder: str, name: str, text: str) -> None:
+    """Create or replace the small file `name` in `folder` atomically and durably."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        _write_all(fd, [text.encode()])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(folder, name))
+    _fsync_dir(folder)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _unlink_quietly(path: str) -> None:
@@ -455,41 +526,202 @@ class LocalBlockStore:
             return await _in_thread(self._create_upload, path)
 
     async def put_part(
-        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
+        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes],
+        *, size: int | None = None,
     ) -> PartInfo:
         """Store one part (1..10000) of an upload, atomically; storing it again replaces it.
 
+        `size`, the part's announced length, lets the part be written in place into the
+        object being assembled (see `_ASSEMBLY`); a body of another length then fails.
+
         Raises:
             UploadNotFound: for an unknown upload id, or one started for another path.
-            InvalidArgument: for a part number out of range.
+            InvalidArgument: for a part number out of range, or a body longer or shorter
+                than `size`.
         """
         check_part_number(part_number)
         folder = await _in_thread(self._upload_dir, path, upload_id)
-        part = os.path.join(folder, str(part_number))
         try:
             with _os_errors("put part", path):
-                size = await self._atomic(
-                    part, lambda fd: self._stream_to(fd, chunks), make_parents=False
-                )
+                claim = None
+                if size is not None:
+                    claim = await _in_thread(self._claim_slot, folder, part_number, size)
+                if claim is not None:
+                    written = await self._put_in_place(folder, part_number, claim, size, chunks)
+                else:
+                    part = os.path.join(folder, str(part_number))
+                    body = chunks if size is None else _exactly(chunks, size, part_number)
+                    written = await self._atomic(
+                        part, lambda fd: self._stream_to(fd, body), make_parents=False
+                    )
+                    # This version is newer than any placed in the assembly.
+                    await _in_thread(_unlink_quietly, part + _IN_PLACE)
         except _SourceError as e:
             raise e.original from None
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):  # aborted while we were writing
                 raise UploadNotFound(f"multipart upload {upload_id!r} was aborted") from None
             raise
-        return PartInfo(part_number, size)
+        if size is not None and written != size:
+            raise InvalidArgument(f"part {part_number} has {written} bytes, not {size}")
+        return PartInfo(part_number, written)
 
     @staticmethod
-    def _part_files(folder: str, parts: Sequence[int]) -> Sequence[str]:
-        files = [os.path.join(folder, str(number)) for number in parts]
-        for number, file in zip(parts, files, strict=True):
-            if not os.path.isfile(file):
+    def _claim_slot(folder: str, number: int, size: int) -> int | None:
+        """The assembly offset part `number` of `size` bytes may be written at, claimed for
+        this writer; None when the part must go to a file of its own."""
+        stride = _read_int(os.path.join(folder, _STRIDE))
+        if stride is None:
+            if size < _MIN_STRIDE:
+                return None
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            try:
+                _write_all(fd, [str(size).encode()])
+                os.fsync(fd)
+                os.close(fd)
+                with contextlib.suppress(FileExistsError):  # another part set it first
+                    os.link(tmp, os.path.join(folder, _STRIDE))
+                    _fsync_dir(folder)
+            finally:
+                _unlink_quietly(tmp)
+            stride = _read_int(os.path.join(folder, _STRIDE))
+        part = os.path.join(folder, str(number))
+        if stride is None or size > stride or size == 0:
+            return None
+        if os.path.exists(part) or os.path.exists(part + _IN_PLACE):
+            return None  # uploaded before: the new version must not overwrite it in place
+        try:
+            os.close(os.open(part + _CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return None  # being uploaded right now by another request
+        if os.path.exists(os.path.join(folder, _COMPLETING)):
+            # Completion may be renaming the assembly: write to a file of its own.
+            _unlink_quietly(part + _CLAIM)
+            return None
+        return (number - 1) * stride
+
+    async def _put_in_place(
+        self, folder: str, number: int, offset: int, size: int, chunks: AsyncIterable[bytes]
+    ) -> int:
+        """Write the part at `offset` in the assembly, make it durable, then mark it placed."""
+        claim = os.path.join(folder, f"{number}{_CLAIM}")
+        try:
+            fd = await _in_thread(
+                os.open, os.path.join(folder, _ASSEMBLY), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                0o600, undo=os.close,
+            )
+            try:
+                written = await self._stream_at(fd, chunks, offset, size)
+                if written == size:
+                    await _in_thread(os.fsync, fd)
+            finally:
+                os.close(fd)
+            if written == size:
+                await _in_thread(_write_file, folder, f"{number}{_IN_PLACE}", str(size))
+                # The placed version is newer than a file from an earlier upload of it.
+                await _in_thread(_unlink_quietly, os.path.join(folder, str(number)))
+            return written
+        finally:
+            await asyncio.shield(asyncio.to_thread(_unlink_quietly, claim))
+
+    @staticmethod
+    async def _stream_at(fd: int, chunks: AsyncIterable[bytes], offset: int, limit: int) -> int:
+        """Write `chunks` at `offset` (a MiB per thread hop, one write in flight); stops
+        reading once more than `limit` bytes arrived and returns the count so far."""
+        size, batch, batched = 0, [], 0
+        source = aiter(chunks)
+        writing: asyncio.Future[None] | None = None
+        try:
+            while True:
+                try:
+                    chunk = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    raise _SourceError(e) from e
+                batch.append(chunk)
+                batched += len(chunk)
+                if size + batched > limit:
+                    return size + batched
+                if batched >= CHUNK_SIZE:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(
+                        _in_thread(_pwrite_behind, fd, batch, offset + size)
+                    )
+                    size, batch, batched = size + batched, [], 0
+            if writing is not None:
+                await writing
+                writing = None
+            await _in_thread(_pwrite_behind, fd, batch, offset + size)
+        finally:
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(writing)
+        return size + batched
+
+    @staticmethod
+    def _part_sources(folder: str, parts: Sequence[int]) -> list[tuple[str, int, int]]:
+        """Where each part's latest version is: (file, offset, length); length -1 means the
+        whole file."""
+        stride = _read_int(os.path.join(folder, _STRIDE))
+        assembly = os.path.join(folder, _ASSEMBLY)
+        sources = []
+        for number in parts:
+            file = os.path.join(folder, str(number))
+            if os.path.isfile(file):
+                sources.append((file, 0, -1))
+                continue
+            placed = _read_int(file + _IN_PLACE)
+            if placed is None or stride is None:
                 raise InvalidArgument(f"part {number} was not uploaded", part_number=number)
-        return files
+            sources.append((assembly, (number - 1) * stride, placed))
+        return sources
 
     @staticmethod
-    async def _join_to(fd: int, files: Sequence[str]) -> int:
-        return sum([await _in_thread(_append_file, fd, file) for file in files])
+    def _assembled(folder: str, parts: Sequence[int],
+                   sources: Sequence[tuple[str, int, int]]) -> int | None:
+        """When parts 1..n are all in place and contiguous, trim the assembly to their end,
+        make it durable and return its size (it is the object); else None."""
+        if list(parts) != list(range(1, len(parts) + 1)):
+            return None
+        # Each side sets its flag, then looks for the other's: a part being written in place
+        # and this rename never overlap (that write would land in the object).
+        os.close(os.open(os.path.join(folder, _COMPLETING), os.O_WRONLY | os.O_CREAT, 0o600))
+        if any(name.endswith(_CLAIM) for name in os.listdir(folder)):
+            return None
+        stride = _read_int(os.path.join(folder, _STRIDE))
+        assembly = os.path.join(folder, _ASSEMBLY)
+        for file, _, length in sources[:-1]:
+            if file != assembly or length != stride:
+                return None
+        if stride is None or not os.path.isfile(assembly):
+            return None
+        head = (len(parts) - 1) * stride
+        last, _, length = sources[-1]
+        fd = os.open(assembly, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if last == assembly:
+                size = head + length
+                os.ftruncate(fd, size)
+            else:  # a last part of its own (it came before the stride was known): append it
+                os.ftruncate(fd, head)
+                os.lseek(fd, head, os.SEEK_SET)
+                size = head + _append_file(fd, last)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return size
+
+    @staticmethod
+    async def _join_to(fd: int, sources: Sequence[tuple[str, int, int]]) -> int:
+        size = 0
+        for file, offset, length in sources:
+            if length < 0:
+                size += await _in_thread(_append_file, fd, file)
+            else:
+                size += await _in_thread(_append_range, fd, file, offset, length)
+        return size
 
     async def complete_multipart(self, path: str, upload_id: str, parts: Sequence[int]) -> int:
         """Join the given parts, in ascending order, into the object at `path`.
@@ -506,9 +738,13 @@ class LocalBlockStore:
         check_parts(parts)
         with _os_errors("complete multipart upload", path):
             folder = await _in_thread(self._upload_dir, path, upload_id)
-            files = await _in_thread(self._part_files, folder, parts)
+            sources = await _in_thread(self._part_sources, folder, parts)
             target = await _in_thread(self._resolve, path)
-            size = await self._atomic(target, lambda fd: self._join_to(fd, files))
+            size = await _in_thread(self._assembled, folder, parts, sources)
+            if size is not None:
+                await _in_thread(self._place, os.path.join(folder, _ASSEMBLY), target, True)
+            else:
+                size = await self._atomic(target, lambda fd: self._join_to(fd, sources))
             await _in_thread(shutil.rmtree, folder, True)
             return size
 
@@ -575,6 +811,18 @@ class LocalBlockStore:
                     stack.append(iter(await _in_thread(self._scan, folder, item[0], "")))
             else:
                 yield BlockStat(item[0], item[2])
+
+
+async def _exactly(chunks: AsyncIterable[bytes], size: int, number: int) -> AsyncIterator[bytes]:
+    """`chunks`, failing (before their end is stored) unless they hold exactly `size` bytes."""
+    seen = 0
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > size:
+            break
+        yield chunk
+    if seen != size:
+        raise InvalidArgument(f"part {number} is not {size} bytes long")
 
 
 async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -427,7 +427,8 @@ class S3BlockStore:
         return {"PartNumber": number, "ETag": response["ETag"]}
 
     async def put_part(
-        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes]
+        self, path: str, upload_id: str, part_number: int, chunks: AsyncIterable[bytes],
+        *, size: int | None = None,
     ) -> PartInfo:
         """Store one part (1..10000) of an upload; storing it again replaces it.
 
@@ -435,13 +436,18 @@ class S3BlockStore:
 
         Raises:
             UploadNotFound: for an unknown upload id.
-            InvalidArgument: for a part number out of range.
+            InvalidArgument: for a part number out of range, or a body whose length is not
+                the announced `size`.
         """
         check_part_number(part_number)
         key = self._key(path)
         body = bytearray()
         async for chunk in chunks:
             body += chunk
+            if size is not None and len(body) > size:
+                raise InvalidArgument(f"part {part_number} is longer than {size} bytes")
+        if size is not None and len(body) != size:
+            raise InvalidArgument(f"part {part_number} has {len(body)} bytes, not {size}")
         await self._upload_part(key, path, upload_id, part_number, body)
         return PartInfo(part_number, len(body))
 

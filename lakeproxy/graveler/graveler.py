@@ -25,7 +25,7 @@ from lakeproxy.errors import (
     TagExists,
     UncommittedChanges,
 )
-from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
+from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes, warm
 from lakeproxy.graveler.committed.diff import RawChange, diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
 from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
@@ -60,6 +60,7 @@ from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Metadat
 
 _VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
+_WARM_KEYS = 1024  # staged keys whose ranges a commit reads ahead while it seals
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,9 +389,14 @@ class Graveler(ObjectsMixin, MultipartMixin):
         meta = validate_metadata(metadata, "commit metadata")
         repo = await self.refs.get_repository(repo_name)
         async with self._branch_lock(repo, branch_name):
-            branch = await self.refs.update_branch(
-                repo, branch_name, self._seal(repo, refuse_protected=True)
-            )
+            # While the seal is being written, read the ranges the changes will rewrite.
+            warming = asyncio.create_task(self._warm_for_commit(repo, branch_name))
+            try:
+                branch = await self.refs.update_branch(
+                    repo, branch_name, self._seal(repo, refuse_protected=True)
+                )
+            finally:
+                await warming
             ours = set(branch.sealed_tokens)
             parts = Partitions.of(repo)
             trees = self.trees(repo)
@@ -435,6 +441,21 @@ class Graveler(ObjectsMixin, MultipartMixin):
             repository=repo.name,
             branch=branch_name,
         )
+
+    async def _warm_for_commit(self, repo: Repository, branch_name: str) -> None:
+        """Bring into the node cache the ranges of the branch's head that its first staged
+        changes fall in. Only an optimisation: it never raises and changes nothing."""
+        try:
+            branch = await self.refs.get_branch(repo, branch_name)
+            keys = await self.staging.first_keys(
+                Partitions.of(repo).staging, branch.staging_token, _WARM_KEYS
+            )
+            if keys:
+                trees = self.trees(repo)
+                head = await self.refs.get_commit(repo, branch.head)
+                await warm(trees, await trees.root(head.metarange_id), keys)
+        except Exception:  # the commit itself reports what went wrong
+            return
 
     def _seal(self, repo: Repository, *, refuse_protected: bool):  # type: ignore[no-untyped-def]
         async def seal(b: Branch) -> Branch:

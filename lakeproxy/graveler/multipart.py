@@ -139,12 +139,14 @@ class MultipartMixin:
         chunks: AsyncIterable[bytes],
         *,
         checksums: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+        size: int | None = None,
     ) -> Part:
         """Store part `number` (1..10000) of an upload; uploading a number again replaces it.
 
         `checksums` (client-supplied checksums to keep with the part) may be a function,
         called once the bytes are in, for checksums that arrive after the body (aws-chunked
-        trailers).
+        trailers). `size` is the announced length of the part, when known: a body of another
+        length fails.
         """
         if not 1 <= number <= MAX_PARTS:
             raise InvalidArgument(f"part number must be between 1 and {MAX_PARTS}")
@@ -152,7 +154,7 @@ class MultipartMixin:
         upload = await self._upload(repo, upload_id)
         blocks = await self.blocks.get(repo.storage_namespace)
         hasher = _Hasher(chunks)
-        await blocks.put_part(upload.address, upload.block_upload_id, number, hasher)
+        await blocks.put_part(upload.address, upload.block_upload_id, number, hasher, size=size)
         part = Part(number, hasher.md5.hexdigest(), hasher.size, hasher.xxh.hexdigest(),
                     time.time(),
                     dict((checksums() if callable(checksums) else checksums) or {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -565,3 +566,125 @@ async def test_open_s3_block_store(s3_settings: S3Settings, s3_bucket: str) -> N
     await store.put("x", chunked(b"x"))
     assert await listed(store) == [BlockStat("x", 1)]
     await store.close()
+
+
+# -- multipart parts with an announced size (written in place by the local store) ------
+
+
+async def upload_sized(store: BlockStore, path: str, parts: Iterable[tuple[int, bytes]]) -> str:
+    upload_id = await store.create_multipart(path)
+    for number, data in parts:
+        info = await store.put_part(
+            path, upload_id, number, chunked(data, 300 * 1024), size=len(data)
+        )
+        assert info == PartInfo(number, len(data))
+    return upload_id
+
+
+def upload_folder(store: BlockStore, upload_id: str) -> Path | None:
+    return store.root / ".uploads" / upload_id if isinstance(store, LocalBlockStore) else None
+
+
+async def test_multipart_sized_parts_complete_without_a_copy(store: BlockStore) -> None:
+    upload_id = await upload_sized(store, "mp/obj", [(3, PART_3), (1, PART_1), (2, PART_2)])
+    folder = upload_folder(store, upload_id)
+    if folder is not None:
+        # Parts 1 and 2 went straight into the object being assembled. Part 3 came first,
+        # too small to tell the parts' size: it is a file, appended on completion.
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "1.in", "2.in", "3", "assembly", "stride", "target"]
+        assembly_inode = (folder / "assembly").stat().st_ino
+    size = await store.complete_multipart("mp/obj", upload_id, [1, 2, 3])
+    assert size == len(PART_1 + PART_2 + PART_3)
+    assert await read(store, "mp/obj") == PART_1 + PART_2 + PART_3
+    if folder is not None:
+        assert (store.root / "mp" / "obj").stat().st_ino == assembly_inode  # renamed, not copied
+        assert not folder.exists()
+    assert_nothing_left(store)
+
+
+async def test_multipart_sized_parts_chosen_and_replaced(store: BlockStore) -> None:
+    upload_id = await upload_sized(store, "mp/obj", [(1, PART_1), (2, PART_2), (3, PART_3)])
+    newer = pattern(5 * MiB, 9)
+    await store.put_part("mp/obj", upload_id, 2, chunked(newer), size=len(newer))
+    # Part 2's new version cannot overwrite the old one in place (an upload that fails midway
+    # must leave the old one whole): it is joined from a file of its own.
+    assert await store.complete_multipart("mp/obj", upload_id, [1, 2]) == len(PART_1 + newer)
+    assert await read(store, "mp/obj") == PART_1 + newer
+
+    upload_id = await upload_sized(store, "mp/other", [(1, PART_1), (2, PART_2), (3, PART_3)])
+    assert await store.complete_multipart("mp/other", upload_id, [1, 3]) == len(PART_1 + PART_3)
+    assert await read(store, "mp/other") == PART_1 + PART_3
+    assert_nothing_left(store)
+
+
+async def test_multipart_sized_parts_of_uneven_sizes(store: BlockStore) -> None:
+    small, big = pattern(6 * MiB, 4), pattern(7 * MiB, 5)
+    upload_id = await upload_sized(
+        store, "mp/obj", [(2, small), (1, PART_1), (3, big), (4, PART_3)]
+    )
+    size = await store.complete_multipart("mp/obj", upload_id, [1, 2, 3, 4])
+    assert size == len(PART_1 + small + big + PART_3)
+    assert await read(store, "mp/obj") == PART_1 + small + big + PART_3
+
+
+@pytest.mark.parametrize("delta", [-1, 1], ids=["short", "long"])
+async def test_multipart_sized_part_of_another_length_fails(
+    store: BlockStore, delta: int
+) -> None:
+    upload_id = await upload_sized(store, "mp/obj", [(1, PART_1), (2, PART_2)])
+    with pytest.raises(InvalidArgument):
+        await store.put_part("mp/obj", upload_id, 3, chunked(PART_2), size=len(PART_2) + delta)
+    with pytest.raises(InvalidArgument):  # the failed part was not stored
+        await store.complete_multipart("mp/obj", upload_id, [1, 2, 3])
+    with pytest.raises(InvalidArgument):  # nor does a failed new version replace the old one
+        await store.put_part("mp/obj", upload_id, 2, chunked(PART_1), size=len(PART_1) + delta)
+    assert await store.complete_multipart("mp/obj", upload_id, [1, 2]) == len(PART_1 + PART_2)
+    assert await read(store, "mp/obj") == PART_1 + PART_2
+
+
+async def test_multipart_part_in_flight_during_completion(store: BlockStore) -> None:
+    """A part still being written when the others are completed never lands in the object."""
+    upload_id = await upload_sized(store, "mp/obj", [(1, PART_1), (2, PART_3)])
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield PART_2[:MiB]
+        started.set()
+        await release.wait()
+        yield PART_2[MiB:]
+
+    late = asyncio.create_task(
+        store.put_part("mp/obj", upload_id, 3, slow(), size=len(PART_2))
+    )
+    await started.wait()
+    assert await store.complete_multipart("mp/obj", upload_id, [1, 2]) == len(PART_1 + PART_3)
+    release.set()
+    with contextlib.suppress(UploadNotFound, StorageError):
+        await late
+    assert await read(store, "mp/obj") == PART_1 + PART_3
+    assert await listed(store) == [BlockStat("mp/obj", len(PART_1 + PART_3))]
+
+
+async def test_multipart_sized_part_aborted_midway(store: BlockStore) -> None:
+    upload_id = await upload_sized(store, "mp/obj", [(1, PART_1)])
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield PART_2[:MiB]
+        started.set()
+        await release.wait()
+        yield PART_2[MiB:]
+
+    late = asyncio.create_task(store.put_part("mp/obj", upload_id, 2, slow(), size=len(PART_2)))
+    await started.wait()
+    await store.abort_multipart("mp/obj", upload_id)
+    release.set()
+    if checks_upload_on_put_part(store):
+        with pytest.raises(UploadNotFound):
+            await late
+    else:
+        with contextlib.suppress(UploadNotFound, StorageError):
+            await late
+    assert await listed(store) == []
+    assert_nothing_left(store)

@@ -10,6 +10,7 @@ from lakeproxy.gateway.errors import MalformedXML
 from lakeproxy.gateway.operations.buckets import OWNER, xml_response
 from lakeproxy.gateway.operations.objects import (
     conditional_write,
+    decoded_length,
     ranged_source,
     read_xml_body,
     request_body,
@@ -62,9 +63,11 @@ async def create_multipart_upload(ctx: Ctx) -> web.StreamResponse:
 async def upload_part(ctx: Ctx) -> web.StreamResponse:
     number = _part_number(ctx)
     await _upload_for(ctx)
+    size = decoded_length(ctx)
     body = request_body(ctx)
     part = await ctx.g.upload_part(ctx.bucket, _upload_id(ctx), number, body,
-                                   checksums=lambda: body.checksums)
+                                   checksums=lambda: body.checksums,
+                                   size=size if size >= 0 else None)
     headers = {"ETag": quoted(part.etag)}
     for algorithm, value in part.checksums.items():
         headers[f"x-amz-checksum-{algorithm}"] = value

@@ -235,7 +235,7 @@ def decoded_length(ctx: Ctx) -> int:
 
 def request_body(ctx: Ctx) -> RequestBody:
     """The request's verified payload. The body is read as it arrives (a received piece is
-    passed on without being copied), with up to 2 × READ_CHUNK buffered before the socket is
+    passed on without being copied), with up to twice READ_CHUNK buffered before the socket is
     paused."""
     content = ctx.request.content
     if hasattr(content, "set_read_chunk_size"):  # aiohttp >= 3.14

@@ -70,6 +70,40 @@ def _touched(node: Index, ckeys: list[bytes], pos: int, rightmost: bool) -> list
     return out
 
 
+async def preload(
+    trees: TreeStore, node: Index, keys: list[bytes], start: int, rightmost: bool
+) -> None:
+    """Load the nodes below `node` that the sorted keys[start:] fall in, level by level down
+    to the ranges: one round trip per level instead of one per node (at most
+    `_PREFETCH_NODES` a level)."""
+    frontier: list[tuple[Index, bool]] = [(node, rightmost)]
+    while frontier:
+        wanted: list[NodeRef] = []
+        for parent, right in frontier:
+            wanted += _touched(parent, keys, start, right)
+            if len(wanted) >= _PREFETCH_NODES:
+                break
+        missing = [r.id for r in wanted if r.id not in trees.cache]
+        if missing:
+            await trees.load_many(missing)
+        frontier = []
+        for ref in wanted:
+            child = trees.cache.get(ref.id)
+            if isinstance(child, Index):
+                frontier.append((child, rightmost and ref.last == node.refs[-1].last))
+
+
+async def warm(trees: TreeStore, root: NodeRef, keys: list[bytes]) -> None:
+    """Bring into the cache the nodes of the tree at `root` that changes at the sorted `keys`
+    will rewrite: a caller with time to spare (waiting for a write) makes the walk that
+    follows find them in memory."""
+    if root.count == 0 or not keys:
+        return
+    node = await trees.load(root.id)
+    if isinstance(node, Index):
+        await preload(trees, node, keys, 0, True)
+
+
 class _Applier:
     def __init__(self, trees: TreeStore, changes: ChangeStream, writer: TreeWriter) -> None:
         self.trees = trees
@@ -126,27 +160,11 @@ class _Applier:
             i += 1
 
     async def prefetch(self, node: Index, rightmost: bool) -> None:
-        """Load the nodes the current batch of changes falls in, level by level down to the
-        ranges: one round trip per level instead of one per node."""
+        """Load the nodes the current batch of changes falls in (see `preload`)."""
         changes = self.changes
         if changes.pos >= len(changes.keys):
             return  # only the walk advances the stream: read ahead within the current batch
-        ckeys, start = changes.keys, changes.pos
-        frontier: list[tuple[Index, bool]] = [(node, rightmost)]
-        while frontier:
-            wanted: list[NodeRef] = []
-            for parent, right in frontier:
-                wanted += _touched(parent, ckeys, start, right)
-                if len(wanted) >= _PREFETCH_NODES:
-                    break
-            missing = [r.id for r in wanted if r.id not in self.trees.cache]
-            if missing:
-                await self.trees.load_many(missing)
-            frontier = []
-            for ref in wanted:
-                child = self.trees.cache.get(ref.id)
-                if isinstance(child, Index):
-                    frontier.append((child, rightmost and ref.last == node.refs[-1].last))
+        await preload(self.trees, node, changes.keys, changes.pos, rightmost)
 
     async def read_ahead(self, node: Index, rightmost: bool) -> None:
         """Prefetch what `node`'s subtree needs in the background, a bounded number at once."""

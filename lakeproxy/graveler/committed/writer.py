@@ -32,9 +32,12 @@ class Shape:
     leaf_mask: int = 63  # about 64 entries per range
     leaf_min: int = 8
     leaf_max: int = 1024
-    index_mask: int = 63  # about 64 children per index range
-    index_min: int = 4
-    index_max: int = 512
+    # About 16 children per index range, rarely more than twice that: a change rewrites one
+    # index range per level, so small, evenly sized index ranges keep a commit's writes
+    # (and re-encoding) small on big trees at the cost of a level more.
+    index_mask: int = 7
+    index_min: int = 8
+    index_max: int = 64
 
 
 DEFAULT_SHAPE = Shape()

@@ -331,6 +331,20 @@ class LocalBlockStore:
         os.replace(tmp, target)
         self._folder_syncs.sync(os.path.dirname(target))
 
+    def _place_link(self, source: str, target: str) -> None:
+        """Put a second name for the file at `source` at `target` (the upload folder keeps its
+        own until it is removed, so a completion interrupted by a crash can be retried)."""
+        folder = os.path.join(self._real_root(), _TMP)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f"link-{secrets.token_hex(8)}")
+        os.link(source, tmp)
+        try:
+            self._place(tmp, target, True)
+        finally:
+            # Gone after a rename; left when `target` already was this file (a retried
+            # completion), since renaming a file onto another name of itself does nothing.
+            _unlink_quietly(tmp)
+
     async def _atomic(
         self, target: str, fill: Callable[[int], Awaitable[int]], *, make_parents: bool = True
     ) -> int:
@@ -742,7 +756,7 @@ class LocalBlockStore:
             target = await _in_thread(self._resolve, path)
             size = await _in_thread(self._assembled, folder, parts, sources)
             if size is not None:
-                await _in_thread(self._place, os.path.join(folder, _ASSEMBLY), target, True)
+                await _in_thread(self._place_link, os.path.join(folder, _ASSEMBLY), target)
             else:
                 size = await self._atomic(target, lambda fd: self._join_to(fd, sources))
             await _in_thread(shutil.rmtree, folder, True)

@@ -688,3 +688,23 @@ async def test_multipart_sized_part_aborted_midway(store: BlockStore) -> None:
             await late
     assert await listed(store) == []
     assert_nothing_left(store)
+
+
+async def test_local_completion_interrupted_before_cleanup_can_be_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the object is in place but before the upload folder is removed: the
+    client's retry of the completion gets the same object."""
+    store = LocalBlockStore(tmp_path / "ns", "local://ns")
+    upload_id = await upload_sized(store, "mp/obj", [(1, PART_1), (2, PART_2), (3, PART_3)])
+    import lakeproxy.blockstore.local as local
+
+    with monkeypatch.context() as m:
+        m.setattr(local.shutil, "rmtree", lambda *a, **k: None)
+        await store.complete_multipart("mp/obj", upload_id, [1, 2, 3])
+    assert (store.root / ".uploads" / upload_id).exists()
+    assert await store.complete_multipart("mp/obj", upload_id, [1, 2, 3]) == len(
+        PART_1 + PART_2 + PART_3
+    )
+    assert await read(store, "mp/obj") == PART_1 + PART_2 + PART_3
+    assert_nothing_left(store)

@@ -447,13 +447,15 @@ class Graveler(ObjectsMixin, MultipartMixin):
         changes fall in. Only an optimisation: it never raises and changes nothing."""
         try:
             branch = await self.refs.get_branch(repo, branch_name)
+            trees = self.trees(repo)
+            head = await self.refs.get_commit(repo, branch.head)
+            root = await trees.root(head.metarange_id)
+            if trees.cache.holds_whole(root):
+                return  # a tree this small stays in memory once read: nothing to gain
             keys = await self.staging.first_keys(
                 Partitions.of(repo).staging, branch.staging_token, _WARM_KEYS
             )
-            if keys:
-                trees = self.trees(repo)
-                head = await self.refs.get_commit(repo, branch.head)
-                await warm(trees, await trees.root(head.metarange_id), keys)
+            await warm(trees, root, keys)
         except Exception:  # the commit itself reports what went wrong
             return
 

@@ -156,6 +156,10 @@ class NodeCache:
         if len(self.roots) > 10_000:
             self.roots.popitem(last=False)
 
+    def holds_whole(self, root: NodeRef) -> bool:
+        """Whether the whole tree at `root` fits in the cache (so it stays there once read)."""
+        return root.nbytes <= self._leaves.max_bytes
+
     def __contains__(self, key: bytes) -> bool:
         return key in self._leaves.items or key in self._index.items
 

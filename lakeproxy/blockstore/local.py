@@ -132,19 +132,12 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
 
 
 def _write_behind(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write `chunks` at the end of `fd` (which is at `offset`), then start writing them back.
+    """Write `chunks` at `offset` of `fd`, then start writing them back.
 
     POSIX_FADV_DONTNEED starts the write-back of the range's dirty pages without waiting for
     it, so the disk works while the rest of a large body arrives and the final fsync has
     little left to do.
     """
-    _write_all(fd, chunks)
-    if _WRITE_BEHIND:
-        os.posix_fadvise(fd, offset, sum(map(len, chunks)), os.POSIX_FADV_DONTNEED)
-
-
-def _pwrite_behind(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write `chunks` at `offset` of `fd`, then start their write-back (see _write_behind)."""
     start = offset
     for chunk in chunks:
         view = memoryview(chunk)
@@ -364,11 +357,15 @@ class LocalBlockStore:
             raise
 
     @staticmethod
-    async def _stream_to(fd: int, chunks: AsyncIterable[bytes]) -> int:
-        """Write `chunks` to `fd`, one thread hop per MiB or so; returns the size.
+    async def _stream_to(
+        fd: int, chunks: AsyncIterable[bytes], offset: int = 0, limit: int | None = None
+    ) -> int:
+        """Write `chunks` at `offset` of `fd`, one thread hop per MiB or so; returns the size.
 
         A MiB is written while the next one is received: at most one write is in flight, and
-        none is left running when this returns or raises (the caller closes `fd` next).
+        none is left running when this returns or raises (the caller closes `fd` next). With
+        `limit`, reading stops as soon as more bytes than that arrived, and the count so far
+        is returned (nothing past `offset + limit` is written).
         """
         size, batch, batched = 0, [], 0
         source = aiter(chunks)
@@ -384,15 +381,19 @@ class LocalBlockStore:
                     raise _SourceError(e) from e
                 batch.append(chunk)
                 batched += len(chunk)
+                if limit is not None and size + batched > limit:
+                    return size + batched
                 if batched >= CHUNK_SIZE:
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(_in_thread(_write_behind, fd, batch, size))
+                    writing = asyncio.ensure_future(
+                        _in_thread(_write_behind, fd, batch, offset + size)
+                    )
                     size, batch, batched = size + batched, [], 0
             if writing is not None:
                 await writing
                 writing = None
-            await _in_thread(_write_all, fd, batch)
+            await _in_thread(_write_behind, fd, batch, offset + size)
         finally:
             if writing is not None:
                 # Failing or cancelled: let the write finish before the descriptor is closed.
@@ -625,7 +626,7 @@ class LocalBlockStore:
                 0o600, undo=os.close,
             )
             try:
-                written = await self._stream_at(fd, chunks, offset, size)
+                written = await self._stream_to(fd, chunks, offset, size)
                 if written == size:
                     await _in_thread(os.fsync, fd)
             finally:
@@ -637,42 +638,6 @@ class LocalBlockStore:
             return written
         finally:
             await asyncio.shield(asyncio.to_thread(_unlink_quietly, claim))
-
-    @staticmethod
-    async def _stream_at(fd: int, chunks: AsyncIterable[bytes], offset: int, limit: int) -> int:
-        """Write `chunks` at `offset` (a MiB per thread hop, one write in flight); stops
-        reading once more than `limit` bytes arrived and returns the count so far."""
-        size, batch, batched = 0, [], 0
-        source = aiter(chunks)
-        writing: asyncio.Future[None] | None = None
-        try:
-            while True:
-                try:
-                    chunk = await anext(source)
-                except StopAsyncIteration:
-                    break
-                except Exception as e:
-                    raise _SourceError(e) from e
-                batch.append(chunk)
-                batched += len(chunk)
-                if size + batched > limit:
-                    return size + batched
-                if batched >= CHUNK_SIZE:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(
-                        _in_thread(_pwrite_behind, fd, batch, offset + size)
-                    )
-                    size, batch, batched = size + batched, [], 0
-            if writing is not None:
-                await writing
-                writing = None
-            await _in_thread(_pwrite_behind, fd, batch, offset + size)
-        finally:
-            if writing is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(writing)
-        return size + batched
 
     @staticmethod
     def _part_sources(folder: str, parts: Sequence[int]) -> list[tuple[str, int, int]]:

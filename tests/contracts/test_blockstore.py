@@ -643,19 +643,21 @@ async def test_multipart_sized_part_of_another_length_fails(
     assert await read(store, "mp/obj") == PART_1 + PART_2
 
 
+async def paused(data: bytes, started: asyncio.Event,
+                 release: asyncio.Event) -> AsyncIterator[bytes]:
+    """The first MiB of `data`, then (once `release` is set) the rest."""
+    yield data[:MiB]
+    started.set()
+    await release.wait()
+    yield data[MiB:]
+
+
 async def test_multipart_part_in_flight_during_completion(store: BlockStore) -> None:
     """A part still being written when the others are completed never lands in the object."""
     upload_id = await upload_sized(store, "mp/obj", [(1, PART_1), (2, PART_3)])
     started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow() -> AsyncIterator[bytes]:
-        yield PART_2[:MiB]
-        started.set()
-        await release.wait()
-        yield PART_2[MiB:]
-
     late = asyncio.create_task(
-        store.put_part("mp/obj", upload_id, 3, slow(), size=len(PART_2))
+        store.put_part("mp/obj", upload_id, 3, paused(PART_2, started, release), size=len(PART_2))
     )
     await started.wait()
     assert await store.complete_multipart("mp/obj", upload_id, [1, 2]) == len(PART_1 + PART_3)
@@ -669,14 +671,9 @@ async def test_multipart_part_in_flight_during_completion(store: BlockStore) -> 
 async def test_multipart_sized_part_aborted_midway(store: BlockStore) -> None:
     upload_id = await upload_sized(store, "mp/obj", [(1, PART_1)])
     started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow() -> AsyncIterator[bytes]:
-        yield PART_2[:MiB]
-        started.set()
-        await release.wait()
-        yield PART_2[MiB:]
-
-    late = asyncio.create_task(store.put_part("mp/obj", upload_id, 2, slow(), size=len(PART_2)))
+    late = asyncio.create_task(
+        store.put_part("mp/obj", upload_id, 2, paused(PART_2, started, release), size=len(PART_2))
+    )
     await started.wait()
     await store.abort_multipart("mp/obj", upload_id)
     release.set()

@@ -148,24 +148,6 @@ def _write_behind(fd: int, chunks: list[bytes], offset: int) -> None:
         os.posix_fadvise(fd, start, offset - start, os.POSIX_FADV_DONTNEED)
 
 
-def _append_file(fd: int, source: str) -> int:
-    """Append the whole file at `source` to the file open at `fd`; returns the bytes copied."""
-    copied = 0
-    with open(source, "rb") as src:
-        if hasattr(os, "copy_file_range"):
-            try:
-                while n := os.copy_file_range(src.fileno(), fd, 1 << 30):
-                    copied += n
-                return copied
-            except OSError as e:
-                if e.errno not in _NO_COPY_RANGE or copied:
-                    raise
-        while data := src.read(CHUNK_SIZE):
-            _write_all(fd, [data])
-            copied += len(data)
-    return copied
-
-
 def _append_range(fd: int, source: str, offset: int, length: int) -> int:
     """Append `length` bytes of the file at `source` from `offset` to the file open at `fd`."""
     copied = 0
@@ -641,15 +623,14 @@ class LocalBlockStore:
 
     @staticmethod
     def _part_sources(folder: str, parts: Sequence[int]) -> list[tuple[str, int, int]]:
-        """Where each part's latest version is: (file, offset, length); length -1 means the
-        whole file."""
+        """Where each part's latest version is: (file, offset, length)."""
         stride = _read_int(os.path.join(folder, _STRIDE))
         assembly = os.path.join(folder, _ASSEMBLY)
         sources = []
         for number in parts:
             file = os.path.join(folder, str(number))
             if os.path.isfile(file):
-                sources.append((file, 0, -1))
+                sources.append((file, 0, os.path.getsize(file)))
                 continue
             placed = _read_int(file + _IN_PLACE)
             if placed is None or stride is None:
@@ -678,15 +659,15 @@ class LocalBlockStore:
             return None
         head = (len(parts) - 1) * stride
         last, _, length = sources[-1]
+        size = head + length
         fd = os.open(assembly, os.O_WRONLY | os.O_CLOEXEC)
         try:
             if last == assembly:
-                size = head + length
                 os.ftruncate(fd, size)
             else:  # a last part of its own (it came before the stride was known): append it
                 os.ftruncate(fd, head)
                 os.lseek(fd, head, os.SEEK_SET)
-                size = head + _append_file(fd, last)
+                _append_range(fd, last, 0, length)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -694,13 +675,8 @@ class LocalBlockStore:
 
     @staticmethod
     async def _join_to(fd: int, sources: Sequence[tuple[str, int, int]]) -> int:
-        size = 0
-        for file, offset, length in sources:
-            if length < 0:
-                size += await _in_thread(_append_file, fd, file)
-            else:
-                size += await _in_thread(_append_range, fd, file, offset, length)
-        return size
+        return sum([await _in_thread(_append_range, fd, file, offset, length)
+                    for file, offset, length in sources])
 
     async def complete_multipart(self, path: str, upload_id: str, parts: Sequence[int]) -> int:
         """Join the given parts, in ascending order, into the object at `path`.

@@ -246,16 +246,7 @@ class S3BlockStore:
                 return size
             if buffer or not parts:
                 parts.append(await self._upload_part(key, path, upload_id, len(parts) + 1, buffer))
-            try:
-                with self._errors("complete multipart upload", path):
-                    await client.complete_multipart_upload(
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        MultipartUpload={"Parts": parts},
-                    )
-            except UploadNotFound:  # an attempt whose answer was lost completed it
-                await self._completed_size(key, path, upload_id, len(parts))
+            await self._complete(key, path, upload_id, parts)
             return size
         except BaseException:
             if upload_id is not None:
@@ -478,23 +469,31 @@ class S3BlockStore:
         """
         check_parts(parts)
         key = self._key(path)
-        client = await self._s3()
         uploaded = await self._list_parts(key, path, upload_id)
         for number in parts:
             if number not in uploaded:
                 raise InvalidArgument(f"part {number} was not uploaded", part_number=number)
         chosen = [{"PartNumber": n, "ETag": uploaded[n]["ETag"]} for n in parts]
+        earlier = await self._complete(key, path, upload_id, chosen)
+        return earlier if earlier is not None else sum(int(uploaded[n]["Size"]) for n in parts)
+
+    async def _complete(
+        self, key: str, path: str, upload_id: str, parts: list[dict[str, Any]]
+    ) -> int | None:
+        """CompleteMultipartUpload with `parts`. None once done; the object's size when an
+        earlier attempt, whose answer was lost, had completed it already."""
+        client = await self._s3()
         try:
             with self._errors("complete multipart upload", path):
                 await client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=key,
                     UploadId=upload_id,
-                    MultipartUpload={"Parts": chosen},
+                    MultipartUpload={"Parts": parts},
                 )
         except UploadNotFound:
             return await self._completed_size(key, path, upload_id, len(parts))
-        return sum(int(uploaded[n]["Size"]) for n in parts)
+        return None
 
     async def _completed_size(self, key: str, path: str, upload_id: str, count: int) -> int:
         """The size of the object an earlier completion of the upload made, if there is one.

@@ -19,6 +19,7 @@ import shutil
 import stat
 import tempfile
 import threading
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +35,7 @@ from lakeproxy.blockstore.base import BlockStat, PartInfo
 from lakeproxy.errors import InvalidArgument, ObjectNotFound, StorageError, UploadNotFound
 
 CHUNK_SIZE = 1 << 20
+_WRITES_IN_FLIGHT = 2
 """Size of the chunks `get` yields, and of the write batches of `put`."""
 
 _WRITE_BEHIND = hasattr(os, "posix_fadvise")
@@ -344,14 +346,15 @@ class LocalBlockStore:
     ) -> int:
         """Write `chunks` at `offset` of `fd`, one thread hop per MiB or so; returns the size.
 
-        A MiB is written while the next one is received: at most one write is in flight, and
-        none is left running when this returns or raises (the caller closes `fd` next). With
-        `limit`, reading stops as soon as more bytes than that arrived, and the count so far
-        is returned (nothing past `offset + limit` is written).
+        Each MiB is written while the next ones are received, at most `_WRITES_IN_FLIGHT`
+        at once (each at its own offset), and none is left running when this returns or
+        raises (the caller closes `fd` next). With `limit`, reading stops as soon as more
+        bytes than that arrived, and the count so far is returned (nothing past
+        `offset + limit` is written).
         """
         size, batch, batched = 0, [], 0
         source = aiter(chunks)
-        writing: asyncio.Future[None] | None = None
+        writing: deque[asyncio.Future[None]] = deque()
         try:
             while True:
                 try:
@@ -366,21 +369,20 @@ class LocalBlockStore:
                 if limit is not None and size + batched > limit:
                     return size + batched
                 if batched >= CHUNK_SIZE:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(
-                        _in_thread(_write_behind, fd, batch, offset + size)
+                    if len(writing) >= _WRITES_IN_FLIGHT:
+                        await writing.popleft()
+                    writing.append(
+                        asyncio.ensure_future(_in_thread(_write_behind, fd, batch, offset + size))
                     )
                     size, batch, batched = size + batched, [], 0
-            if writing is not None:
-                await writing
-                writing = None
+            while writing:
+                await writing.popleft()
             await _in_thread(_write_behind, fd, batch, offset + size)
         finally:
-            if writing is not None:
-                # Failing or cancelled: let the write finish before the descriptor is closed.
+            # Failing or cancelled: let the writes finish before the descriptor is closed.
+            for pending in writing:
                 with contextlib.suppress(BaseException):
-                    await asyncio.shield(writing)
+                    await asyncio.shield(pending)
         return size + batched
 
     async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:

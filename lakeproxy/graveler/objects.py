@@ -9,6 +9,7 @@ import hashlib
 import time
 import uuid
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
@@ -73,6 +74,7 @@ def physical_path() -> str:
 
 
 _HASH_BATCH = 1024 * 1024
+_HASH_QUEUED = 3
 _HASH_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lakeproxy-hash")
 
 
@@ -97,7 +99,9 @@ class _Hasher:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        pending: asyncio.Future[None] | None = None
+        # The hash thread runs batches in the order they were queued, so a few can wait
+        # there while the next MiB arrives: the stream stalls only when it is that far ahead.
+        pending: deque[asyncio.Future[None]] = deque()
         batch: list[bytes] = []
         batched = 0
         try:
@@ -106,19 +110,18 @@ class _Hasher:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= _HASH_BATCH:
-                    if pending is not None:
-                        await pending  # keep the hash updates in order
-                    pending = loop.run_in_executor(_HASH_THREAD, self._update, batch)
+                    if len(pending) >= _HASH_QUEUED:
+                        await pending.popleft()
+                    pending.append(loop.run_in_executor(_HASH_THREAD, self._update, batch))
                     batch, batched = [], 0
                 yield chunk
-            if pending is not None:
-                await pending
-                pending = None
+            while pending:
+                await pending.popleft()
             self._update(batch)
         finally:
-            if pending is not None:
+            for queued in pending:
                 with contextlib.suppress(BaseException):
-                    await pending
+                    await queued
 
 
 class ObjectsMixin:

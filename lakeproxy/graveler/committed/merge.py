@@ -39,8 +39,13 @@ async def merge_trees(
 
     Returns:
         The merged tree's root and the writer that built it, whose `pending_nodes` the caller
-        must store (None when the destination is the result).
+        must store (None when one side's tree is the result as it is: only one side changed, or
+        neither).
     """
+    if dest.id == base.id or source.id == dest.id:
+        return source, None  # only the source moved: its tree is the result, nothing to build
+    if source.id == base.id:
+        return dest, None
     src_changes = diff_trees(trees, base, source)
     dst_changes = diff_trees(trees, base, dest)
     keys: list[bytes] = []

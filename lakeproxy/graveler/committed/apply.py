@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,8 @@ ChangeBatch = tuple[list[bytes], list[bytes | None]]
 _FLUSH_BYTES = 4 * 1024 * 1024
 _WRITES_IN_FLIGHT = 2
 _PREFETCH_NODES = 1024
-_READS_IN_FLIGHT = 3
+_READ_CHUNK = 64  # ranges read in one round trip by the read-ahead
+_READ_AHEAD = 256  # ranges the read-ahead may be past the one being rewritten
 _YIELD_EVERY = 512
 
 
@@ -37,6 +39,10 @@ class ChangeStream:
             yield keys, values
 
         return cls(one())
+
+    def read_ahead(self, ahead: _ReadAhead) -> None:
+        """Let `ahead` read the batches (one ahead) and the ranges they touch."""
+        self._batches = ahead.batches(self._batches)
 
     async def fill(self) -> bool:
         """Make the cursor point at a change; False once every change was consumed."""
@@ -104,14 +110,126 @@ async def warm(trees: TreeStore, root: NodeRef, keys: list[bytes]) -> None:
         await preload(trees, node, keys, 0, True)
 
 
+class _ReadAhead:
+    """Reads the batches of changes one ahead of the walk, and the ranges each batch will
+    rewrite a few round trips ahead of the range being rewritten.
+
+    The walk then finds the ranges it needs in the cache instead of reading them one at a
+    time; the read-ahead stays at most `_READ_AHEAD` ranges past the walk, so what it reads
+    is still cached when the walk gets there.
+    """
+
+    def __init__(self, trees: TreeStore, base: NodeRef) -> None:
+        self.trees = trees
+        self.base = base
+        self.walked = b""  # the last key of the last range the walk finished
+        self.done = False  # the walk finished every range
+        self._progress = asyncio.Event()
+        self._queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue()
+        self._loader: asyncio.Task[None] | None = None
+        self._source: AsyncIterator[ChangeBatch] | None = None
+        self._indexed = base.count > 0 and base.level > 0  # else there is nothing to read
+
+    def batches(self, source: AsyncIterator[ChangeBatch]) -> AsyncIterator[ChangeBatch]:
+        """`source`, with the next batch read while the current one is applied; the ranges
+        a batch touches are read from the moment it arrives."""
+
+        def fetch() -> asyncio.Future[ChangeBatch | None]:
+            task = asyncio.ensure_future(anext(source, None))
+            task.add_done_callback(self._arrived)
+            return task
+
+        async def ahead() -> AsyncIterator[ChangeBatch]:
+            pending = fetch()
+            try:
+                while (batch := await pending) is not None:
+                    pending = fetch()
+                    yield batch
+            finally:
+                if not pending.done():
+                    pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+        self._source = ahead()
+        return self._source
+
+    def _arrived(self, task: asyncio.Future[ChangeBatch | None]) -> None:
+        if task.cancelled() or task.exception() is not None or self.done or not self._indexed:
+            return
+        batch = task.result()
+        if batch is not None and batch[0]:
+            self._queue.put_nowait(batch[0])
+            if self._loader is None:
+                self._loader = asyncio.create_task(self._load())
+
+    def passed(self, last: bytes) -> None:
+        """The walk finished the range ending at `last`."""
+        self.walked = last
+        self._progress.set()
+
+    async def stop(self) -> None:
+        """Stop reading ahead (the walk is over, or failed)."""
+        self.done = True
+        self._progress.set()
+        if self._source is not None:
+            await self._source.aclose()  # type: ignore[attr-defined]
+        if self._loader is not None:
+            self._loader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._loader
+
+    async def _load(self) -> None:
+        root = await self.trees.load(self.base.id)
+        while (keys := await self._queue.get()) is not None and isinstance(root, Index):
+            ranges = await self._ranges(root, keys)
+            for lo in range(0, len(ranges), _READ_CHUNK):
+                behind = lo - _READ_AHEAD
+                while behind >= 0 and not self.done and self.walked < ranges[behind].last:
+                    self._progress.clear()
+                    await self._progress.wait()
+                if self.done:
+                    return
+                chunk = ranges[lo : lo + _READ_CHUNK]
+                await self.trees.load_many([r.id for r in chunk])
+                await asyncio.sleep(0)  # even when every one was cached already
+
+    async def _ranges(self, root: Index, keys: list[bytes]) -> list[NodeRef]:
+        """The ranges (level 0) of the base tree that the sorted `keys` fall in, in order;
+        index ranges missing from the cache are read a level at a time."""
+        found: list[NodeRef] = []
+        frontier: list[tuple[Index, bool]] = [(root, True)]
+        top_last = root.refs[-1].last
+        while frontier:
+            wanted: list[tuple[NodeRef, bool]] = []
+            for parent, right in frontier:
+                wanted += [(r, right and r.last == top_last)
+                           for r in _touched(parent, keys, 0, right)]
+            missing = [r.id for r, _ in wanted if r.level > 0 and r.id not in self.trees.cache]
+            if missing:
+                await self.trees.load_many(missing)
+            await asyncio.sleep(0)
+            frontier = []
+            for ref, right in wanted:
+                if ref.level == 0:
+                    found.append(ref)
+                    continue
+                child = self.trees.cache.get(ref.id)
+                if isinstance(child, Index):
+                    frontier.append((child, right))
+        return found
+
+
 class _Applier:
-    def __init__(self, trees: TreeStore, changes: ChangeStream, writer: TreeWriter) -> None:
+    def __init__(
+        self, trees: TreeStore, changes: ChangeStream, writer: TreeWriter, ahead: _ReadAhead
+    ) -> None:
         self.trees = trees
         self.changes = changes
         self.writer = writer
+        self.ahead = ahead
         self.since_yield = 0
         self.writes: list[asyncio.Task[None]] = []
-        self.reads: list[asyncio.Task[None]] = []
 
     async def walk(self, ref: NodeRef, rightmost: bool) -> None:
         changes = self.changes
@@ -127,10 +245,10 @@ class _Applier:
             return
         node = await self.trees.load(ref.id)
         if isinstance(node, Index):
-            await self.read_ahead(node, rightmost)
             await self.walk_children(node, rightmost)
         else:
             await self.merge_leaf(node, None if rightmost else ref.last)
+            self.ahead.passed(ref.last)
         if self.writer.pending_bytes >= _FLUSH_BYTES:
             await self.flush()
 
@@ -151,26 +269,14 @@ class _Applier:
                 writer.add_ref_run(refs, i, j)
                 i = j
                 continue
-            if i < last:
-                # While this child is worked on, read what the next one will need.
-                sibling = self.trees.cache.get(refs[i + 1].id)
-                if isinstance(sibling, Index):
-                    await self.read_ahead(sibling, rightmost and i + 1 == last)
-            await self.walk(refs[i], rightmost and i == last)
+            child = refs[i]
+            if child.id not in self.trees.cache and child.count:
+                # Not read ahead (yet): read it with the siblings the same changes touch,
+                # in one round trip rather than one per child.
+                touched = _touched(node, changes.keys, changes.pos, rightmost)
+                await self.trees.load_many([child.id] + [r.id for r in touched if r is not child])
+            await self.walk(child, rightmost and i == last)
             i += 1
-
-    async def prefetch(self, node: Index, rightmost: bool) -> None:
-        """Load the nodes the current batch of changes falls in (see `preload`)."""
-        changes = self.changes
-        if changes.pos >= len(changes.keys):
-            return  # only the walk advances the stream: read ahead within the current batch
-        await preload(self.trees, node, changes.keys, changes.pos, rightmost)
-
-    async def read_ahead(self, node: Index, rightmost: bool) -> None:
-        """Prefetch what `node`'s subtree needs in the background, a bounded number at once."""
-        self.reads = [t for t in self.reads if not t.done()]
-        if len(self.reads) < _READS_IN_FLIGHT:
-            self.reads.append(asyncio.create_task(self.prefetch(node, rightmost)))
 
     async def flush(self) -> None:
         """Store the nodes built so far in the background, a bounded number at a time."""
@@ -180,9 +286,7 @@ class _Applier:
         self.writes.append(asyncio.create_task(self.trees.write(nodes)))
 
     async def drain(self) -> None:
-        for task in self.reads:
-            task.cancel()
-        await asyncio.gather(*self.reads, return_exceptions=True)
+        await self.ahead.stop()
         writes, self.writes = self.writes, []
         try:
             await asyncio.gather(*writes)
@@ -257,7 +361,9 @@ async def apply_changes(
         The root of the new tree and the writer (for its statistics).
     """
     writer = TreeWriter(shape, trees.cache)
-    applier = _Applier(trees, changes, writer)
+    ahead = _ReadAhead(trees, base)
+    changes.read_ahead(ahead)
+    applier = _Applier(trees, changes, writer, ahead)
     try:
         await applier.walk(base, rightmost=True)
     finally:

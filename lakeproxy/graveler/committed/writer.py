@@ -42,6 +42,9 @@ class Shape:
 
 DEFAULT_SHAPE = Shape()
 
+_CACHED_NEW_BYTES = 8 * 1024 * 1024
+"""New ranges are put in the node cache until a writer has written this much."""
+
 
 class TreeWriter:
     """Accepts entries and whole nodes in key order and builds a new tree bottom-up.
@@ -171,7 +174,9 @@ class TreeWriter:
         raw = encode_leaf(keys, values)
         ref = NodeRef(node_id(raw), keys[0], keys[-1], len(keys), len(raw), 0)
         self._store(ref.id, raw)
-        if self.cache is not None:  # new ranges are read again soon (diff, merge, reads)
+        # New ranges are read again soon (diff, merge, reads), but only those of a small
+        # change: a big one would push out the ranges its own walk has read ahead.
+        if self.cache is not None and self.bytes_written <= _CACHED_NEW_BYTES:
             self.cache.put(ref.id, Leaf(keys, values), len(raw))
         self._keys, self._values = [], []
         self._push(1, ref)

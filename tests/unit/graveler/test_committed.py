@@ -102,6 +102,46 @@ async def test_small_commit_rewrites_few_ranges(trees: TreeStore) -> None:
     assert writer.bytes_written < base.nbytes // 8
 
 
+async def test_big_change_reads_ranges_ahead_in_round_trips() -> None:
+    """Changes arriving in many batches on a cold cache: the result is right, and the walk
+    never has to read a range by itself (the read-ahead brought each one in a batch)."""
+    store = MemoryMetadataStore()
+    built = TreeStore(store, "nodes", NodeCache())
+    n = 60_000
+    items = {b"key%06d" % i: value(i) for i in range(n)}
+    base = await build(built, EMPTY_ROOT, dict(items), Shape())
+    rnd = random.Random(11)
+    picked = sorted(rnd.sample(sorted(items), 6_000))
+    changes = {k: None if i % 5 == 0 else value(n + i) for i, k in enumerate(picked)}
+
+    cold = TreeStore(store, "nodes", NodeCache(max_bytes=2 * 1024 * 1024))
+    single_reads = 0
+    original_get = store.get
+
+    async def counting_get(partition: str, key: bytes) -> bytes | None:
+        nonlocal single_reads
+        single_reads += 1
+        return await original_get(partition, key)
+
+    store.get = counting_get  # type: ignore[method-assign]
+
+    async def batches():  # type: ignore[no-untyped-def]
+        for lo in range(0, len(picked), 500):
+            part = picked[lo : lo + 500]
+            yield part, [changes[k] for k in part]
+
+    root, writer = await apply_changes(cold, base, ChangeStream(batches()), Shape())
+    await cold.write(writer.take_pending())
+    store.get = original_get  # type: ignore[method-assign]
+    for k, v in changes.items():
+        if v is None:
+            items.pop(k)
+        else:
+            items[k] = v
+    assert await contents(cold, root) == items
+    assert single_reads <= 1  # the root only
+
+
 async def test_diff_skips_shared_ranges(trees: TreeStore) -> None:
     base = await build(trees, EMPTY_ROOT, {b"key%06d" % i: value(i) for i in range(20000)},
                        Shape())

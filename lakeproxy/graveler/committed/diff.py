@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import AsyncIterator
 
 from lakeproxy.graveler.committed.cursor import TreeCursor
-from lakeproxy.graveler.committed.tree import Index, NodeRef, TreeStore
+from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
 from lakeproxy.graveler.model import IDENTITY_BYTES
 
 # (key, left entry or None, right entry or None), entries encoded.
@@ -26,10 +27,89 @@ async def diff_trees(
     Only keys in [`start`, `stop`) are considered. Work is proportional to the number of
     differing ranges: subtrees with the same id on both sides are never read.
     """
-    async for change in _diff(trees, left, right, start, stop):
-        if stop is not None and change[0] >= stop:
-            return
-        yield change
+    async for batch in _diff_batches(trees, left, right, start, stop):
+        for change in batch:
+            if stop is not None and change[0] >= stop:
+                return
+            yield change
+
+
+_BATCH = 1024
+
+
+async def _diff_batches(
+    trees: TreeStore, left: NodeRef, right: NodeRef, start: bytes, stop: bytes | None
+) -> AsyncIterator[list[RawChange]]:
+    """The differences of two subtrees, in key order, in lists.
+
+    Two nodes of one level whose children end at the same keys pairwise (the usual case after
+    changes that add or remove no range boundary) split the key space the same way, so they
+    are compared child by child: only the pairs with different ids are opened, with no cursor
+    bookkeeping. Anything else goes through the general cursor walk.
+    """
+    pending = [(left, right)]  # pairs still to compare, the next one last
+    while pending:
+        x, y = pending.pop()
+        if x.id == y.id:
+            continue
+        if x.level == y.level:
+            a, b = await trees.load(x.id), await trees.load(y.id)
+            if isinstance(a, Leaf) and isinstance(b, Leaf):
+                yield _diff_ranges(a, b, start)
+                continue
+            if isinstance(a, Index) and isinstance(b, Index) and a.lasts == b.lasts:
+                if start or stop is not None:
+                    pairs = [
+                        (p, q) for p, q in zip(a.refs, b.refs, strict=True)
+                        if p.id != q.id and p.last >= start and (stop is None or p.first < stop)
+                    ]
+                else:
+                    pairs = [(p, q) for p, q in zip(a.refs, b.refs, strict=True) if p.id != q.id]
+                if len(pairs) > 1:
+                    await trees.load_many([n.id for pair in pairs for n in pair])
+                pairs.reverse()
+                pending += pairs
+                continue
+        batch: list[RawChange] = []
+        async for change in _diff(trees, x, y, start, stop):
+            batch.append(change)
+            if len(batch) >= _BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _diff_ranges(a: Leaf, b: Leaf, start: bytes) -> list[RawChange]:
+    """Merge-join two whole ranges from `start` on."""
+    akeys, avals, bkeys, bvals = a.keys, a.values, b.keys, b.values
+    if akeys == bkeys:  # the same keys (values changed in place): compare the values only
+        i = bisect_left(akeys, start) if start else 0
+        return [
+            (k, x, y) for k, x, y in zip(akeys[i:], avals[i:], bvals[i:], strict=True)
+            if x != y and x[:IDENTITY_BYTES] != y[:IDENTITY_BYTES]
+        ]
+    i = bisect_left(akeys, start) if start else 0
+    j = bisect_left(bkeys, start) if start else 0
+    alen, blen = len(akeys), len(bkeys)
+    out: list[RawChange] = []
+    while i < alen and j < blen:
+        x, y = akeys[i], bkeys[j]
+        if x == y:
+            vx, vy = avals[i], bvals[j]
+            if vx != vy and vx[:IDENTITY_BYTES] != vy[:IDENTITY_BYTES]:
+                out.append((x, vx, vy))
+            i += 1
+            j += 1
+        elif x < y:
+            out.append((x, avals[i], None))
+            i += 1
+        else:
+            out.append((y, None, bvals[j]))
+            j += 1
+    out += [(akeys[k], avals[k], None) for k in range(i, alen)]
+    out += [(bkeys[k], None, bvals[k]) for k in range(j, blen)]
+    return out
 
 
 async def _diff(

@@ -23,6 +23,17 @@ ABSENT = Absent.ABSENT
 Expect: TypeAlias = bytes | Absent
 
 
+LARGE_VALUES_SUFFIX = "/n"
+"""A partition whose name ends with this holds large, write-once values (the core's tree
+nodes, several KiB each). A store may keep such partitions apart from the small rows: the
+SQLite store keeps them in a rowid table, where values of many KiB read several times and
+write about twice as fast as in the key-clustered table that suits small rows."""
+
+
+def holds_large_values(partition: str) -> bool:
+    return partition.endswith(LARGE_VALUES_SUFFIX)
+
+
 @dataclass(frozen=True, slots=True)
 class Put:
     """Write `value` at (`partition`, `key`), replacing what is there."""

@@ -27,7 +27,16 @@ from typing import Any, TypeVar
 
 from lakeproxy.errors import InvalidArgument, PreconditionFailed, StorageError
 from lakeproxy.metastore._sqlite_utils import Database
-from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect, Op, Put
+from lakeproxy.metastore.base import (
+    ABSENT,
+    Check,
+    Delete,
+    DeleteRange,
+    Expect,
+    Op,
+    Put,
+    holds_large_values,
+)
 from lakeproxy.metastore.keyset import KeysetScans
 from lakeproxy.metastore.migrations import migrate
 from lakeproxy.metastore.sqlite_writer import GroupCommitWriter, translate_error
@@ -42,13 +51,32 @@ _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CHUNK = 100_000
 _IN_LIST_CHUNK = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite build
 
-_GET = "SELECT v FROM kv WHERE p = ? AND k = ?"
-_UPSERT = (
-    "INSERT INTO kv (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
-)
-_INSERT_NEW = "INSERT INTO kv (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO NOTHING"
-_SWAP = "UPDATE kv SET v = ? WHERE p = ? AND k = ? AND v = ?"
-_DELETE = "DELETE FROM kv WHERE p = ? AND k = ?"
+class _Sql:
+    """The statements of one table (`kv` for small rows, `kvl` for large values)."""
+
+    def __init__(self, table: str) -> None:
+        self.get = f"SELECT v FROM {table} WHERE p = ? AND k = ?"
+        self.upsert = (
+            f"INSERT INTO {table} (p, k, v) VALUES (?, ?, ?) "
+            "ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
+        )
+        self.insert_new = (
+            f"INSERT INTO {table} (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO NOTHING"
+        )
+        self.swap = f"UPDATE {table} SET v = ? WHERE p = ? AND k = ? AND v = ?"
+        self.delete = f"DELETE FROM {table} WHERE p = ? AND k = ?"
+        self.delete_from = f"DELETE FROM {table} WHERE p = ? AND k >= ?"
+        self.delete_between = f"DELETE FROM {table} WHERE p = ? AND k >= ? AND k < ?"
+        self.select_in = f"SELECT k, v FROM {table} WHERE p = ? AND k IN "
+        self.select_from = f"SELECT k, v FROM {table} WHERE p = ? AND k "
+
+
+_KV, _KVL = _Sql("kv"), _Sql("kvl")
+
+
+def _sql(partition: str) -> _Sql:
+    return _KVL if holds_large_values(partition) else _KV
+
 
 
 def connect(
@@ -123,7 +151,7 @@ class _ReaderPool:
 
 
 def _read_one(conn: sqlite3.Connection, partition: str, key: bytes) -> bytes | None:
-    row = conn.execute(_GET, (partition, key)).fetchone()
+    row = conn.execute(_sql(partition).get, (partition, key)).fetchone()
     return None if row is None else row[0]
 
 
@@ -135,7 +163,7 @@ def _read_many(conn: sqlite3.Connection, partition: str, keys: list[bytes]) -> d
         for i in range(0, len(keys), _IN_LIST_CHUNK):
             chunk = keys[i : i + _IN_LIST_CHUNK]
             marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT k, v FROM kv WHERE p = ? AND k IN ({marks})"
+            sql = f"{_sql(partition).select_in}({marks})"
             found.update(conn.execute(sql, (partition, *chunk)).fetchall())
     finally:
         conn.execute("ROLLBACK")
@@ -149,7 +177,7 @@ def _read_multi(
     conn.execute("BEGIN")
     try:
         return [
-            None if (row := conn.execute(_GET, item).fetchone()) is None else row[0]
+            None if (row := conn.execute(_sql(item[0]).get, item).fetchone()) is None else row[0]
             for item in items
         ]
     finally:
@@ -165,7 +193,7 @@ def _read_batch(
     count: int,
 ) -> list[tuple[bytes, bytes]]:
     """One keyset-pagination page: the first `count` keys from `lower`, below `upper`."""
-    sql = "SELECT k, v FROM kv WHERE p = ? AND k " + (">=" if inclusive else ">") + " ?"
+    sql = _sql(partition).select_from + (">=" if inclusive else ">") + " ?"
     params: list[object] = [partition, lower]
     if upper is not None:
         sql += " AND k < ?"
@@ -175,16 +203,16 @@ def _read_batch(
 
 
 def _set(conn: sqlite3.Connection, partition: str, key: bytes, value: bytes) -> None:
-    conn.execute(_UPSERT, (partition, key, value))
+    conn.execute(_sql(partition).upsert, (partition, key, value))
 
 
 def _set_if(
     conn: sqlite3.Connection, partition: str, key: bytes, value: bytes, expect: Expect
 ) -> None:
     if expect is ABSENT:
-        cursor = conn.execute(_INSERT_NEW, (partition, key, value))
+        cursor = conn.execute(_sql(partition).insert_new, (partition, key, value))
     else:
-        cursor = conn.execute(_SWAP, (value, partition, key, expect))
+        cursor = conn.execute(_sql(partition).swap, (value, partition, key, expect))
     if cursor.rowcount != 1:
         raise PreconditionFailed(
             "the record changed since it was read", partition=partition, key=key
@@ -192,23 +220,22 @@ def _set_if(
 
 
 def _delete(conn: sqlite3.Connection, partition: str, key: bytes) -> None:
-    conn.execute(_DELETE, (partition, key))
+    conn.execute(_sql(partition).delete, (partition, key))
 
 
 def _delete_range(conn: sqlite3.Connection, op: DeleteRange) -> None:
+    sql = _sql(op.partition)
     if op.end is None:
-        conn.execute("DELETE FROM kv WHERE p = ? AND k >= ?", (op.partition, op.start))
+        conn.execute(sql.delete_from, (op.partition, op.start))
     else:
-        conn.execute(
-            "DELETE FROM kv WHERE p = ? AND k >= ? AND k < ?", (op.partition, op.start, op.end)
-        )
+        conn.execute(sql.delete_between, (op.partition, op.start, op.end))
 
 
 def _write(conn: sqlite3.Connection, ops: tuple[Op, ...]) -> None:
     """Evaluate every Check first (against the state before the batch), then apply in order."""
     for op in ops:
         if isinstance(op, Check):
-            row = conn.execute(_GET, (op.partition, op.key)).fetchone()
+            row = conn.execute(_sql(op.partition).get, (op.partition, op.key)).fetchone()
             holds = row is None if op.expect is ABSENT else row is not None and row[0] == op.expect
             if not holds:
                 raise PreconditionFailed(
@@ -216,9 +243,9 @@ def _write(conn: sqlite3.Connection, ops: tuple[Op, ...]) -> None:
                 )
     for op in ops:
         if isinstance(op, Put):
-            conn.execute(_UPSERT, (op.partition, op.key, op.value))
+            conn.execute(_sql(op.partition).upsert, (op.partition, op.key, op.value))
         elif isinstance(op, Delete):
-            conn.execute(_DELETE, (op.partition, op.key))
+            conn.execute(_sql(op.partition).delete, (op.partition, op.key))
         elif isinstance(op, DeleteRange):
             _delete_range(conn, op)
 
@@ -230,9 +257,10 @@ def _put_many(
     # as fast for keys in random order, free for sorted ones); the sort is stable, so the last
     # of duplicate keys still wins. Memory is bounded by one chunk, whatever `items` is.
     rows = iter(items)
+    upsert = _sql(partition).upsert
     while chunk := list(islice(rows, _BULK_CHUNK)):
         chunk.sort(key=itemgetter(0))
-        conn.executemany(_UPSERT, ((partition, key, value) for key, value in chunk))
+        conn.executemany(upsert, ((partition, key, value) for key, value in chunk))
 
 
 class SqliteMetadataStore(KeysetScans):

@@ -26,11 +26,13 @@ from hypothesis import strategies as st
 from lakeproxy.errors import InvalidArgument, PreconditionFailed, StorageError
 from lakeproxy.metastore.base import (
     ABSENT,
+    LARGE_VALUES_SUFFIX,
     Check,
     Delete,
     DeleteRange,
     MetadataStore,
     Put,
+    holds_large_values,
 )
 from lakeproxy.metastore.keyset import prefix_end
 from lakeproxy.metastore.memory import MemoryMetadataStore
@@ -535,6 +537,38 @@ async def test_bulk_load_alongside_small_writes(store: MetadataStore) -> None:
 # --- SQLite only: the file ----------------------------------------------------------------------
 
 
+async def test_large_value_partitions_behave_like_any_other(store: MetadataStore) -> None:
+    """Partitions of large values may live apart (`holds_large_values`): every operation
+    gives the same answers there as in a plain partition."""
+    results = []
+    for part in ("plain", "blobs" + LARGE_VALUES_SUFFIX):
+        assert holds_large_values(part) == part.endswith(LARGE_VALUES_SUFFIX)
+        big = bytes(range(256)) * 40  # 10 KiB
+        seen: list[object] = []
+        await store.set(part, b"a", big)
+        await store.set_if(part, b"b", b"vb", expect=ABSENT)
+        await store.set_if(part, b"b", big + b"b", expect=b"vb")
+        with pytest.raises(PreconditionFailed):
+            await store.set_if(part, b"b", b"x", expect=b"vb")
+        await store.put_many(part, ((b"k%03d" % i, big[: i * 40]) for i in range(100)))
+        await store.write([Check(part, b"a", big), Put(part, b"c", b"vc"), Delete(part, b"k001"),
+                           DeleteRange(part, b"k050", b"k060")])
+        with pytest.raises(PreconditionFailed):
+            await store.write([Check(part, b"a", b"wrong"), Put(part, b"d", b"vd")])
+        seen.append(await store.get(part, b"a") == big)
+        seen.append(await store.get(part, b"d"))
+        seen.append(sorted((await store.get_many(part, [b"b", b"c", b"k001", b"k002"])).items()))
+        seen.append(await store.get_multi([(part, b"c"), ("plain-other", b"c"), (part, b"k099")]))
+        seen.append([k for k, _ in await scanned(store, part)])
+        seen.append(await scanned(store, part, start=b"k04", prefix=b"k0"))
+        await store.delete(part, b"a")
+        await store.write([DeleteRange(part, b"k")])
+        seen.append([k for k, _ in await scanned(store, part)])
+        results.append(seen)
+    assert results[0] == results[1]
+    assert results[0][4][:3] == [b"a", b"b", b"c"] and len(results[0][4]) == 3 + 100 - 1 - 10
+
+
 def raw(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
@@ -552,6 +586,32 @@ async def test_sqlite_reopen_keeps_data_and_schema_version(tmp_path: Path) -> No
         rows = conn.execute("SELECT version FROM schema_version").fetchall()
         assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_sqlite_keeps_large_values_in_their_own_table(tmp_path: Path) -> None:
+    """A database of schema version 1 (one table) has its large-value partitions moved on
+    open; new large values land in the rowid table, small rows stay in the clustered one."""
+    path = tmp_path / "meta.db"
+    with closing(raw(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE kv (p TEXT NOT NULL, k BLOB NOT NULL, v BLOB NOT NULL,"
+                     " PRIMARY KEY (p, k)) STRICT, WITHOUT ROWID")
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT,"
+                     " applied_at TEXT)")
+        conn.execute("INSERT INTO schema_version VALUES (1, 'create_kv', '')")
+        conn.executemany("INSERT INTO kv VALUES (?, ?, ?)",
+                         [("r/x/n", b"node", b"N" * 5000), ("r/x/s", b"row", b"small")])
+    store = await SqliteMetadataStore.open(path)
+    assert await store.get("r/x/n", b"node") == b"N" * 5000
+    assert await store.get("r/x/s", b"row") == b"small"
+    await store.set("r/y/n", b"new", b"M" * 5000)
+    await store.close()
+    with closing(raw(path)) as conn:
+        assert conn.execute("SELECT p, k FROM kvl ORDER BY p").fetchall() == [
+            ("r/x/n", b"node"), ("r/y/n", b"new")]
+        assert conn.execute("SELECT p, k FROM kv").fetchall() == [("r/x/s", b"row")]
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (
+            SCHEMA_VERSION,)
 
 
 async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ _WRITER_CACHE_KIB = 16 * 1024
 _READER_CACHE_KIB = 8 * 1024
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CHUNK = 100_000
+_INLINE_KEYS = 16  # get_many of at most this many keys reads on the caller's thread
+_INLINE_ROWS = 256  # and so does a scan page of at most this many rows
 _IN_LIST_CHUNK = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite build
 
 class _Sql:
@@ -360,6 +362,14 @@ class SqliteMetadataStore(KeysetScans):
         keys = list(keys)
         if not keys:
             return {}
+        if len(keys) <= _INLINE_KEYS:
+            # A few lookups take less than the hop to a reader thread and back (as `get`).
+            try:
+                return _read_many(self._inline_connection(), partition, keys)
+            except sqlite3.OperationalError:
+                pass  # busy: a reader thread may wait for the lock
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self._path) from exc
         return await self._read(_read_many, partition, keys)
 
     async def get_multi(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
@@ -421,7 +431,19 @@ class SqliteMetadataStore(KeysetScans):
     def _keyset_read(
         self, partition: str, lower: bytes, inclusive: bool, upper: bytes | None, count: int
     ) -> Awaitable[list[tuple[bytes, bytes]]]:
+        if count <= _INLINE_ROWS:
+            return self._read_inline(_read_batch, partition, lower, inclusive, upper, count)
         return self._read(_read_batch, partition, lower, inclusive, upper, count)
+
+    async def _read_inline(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a small read on the caller's thread (a reader thread if SQLite reports busy)."""
+        self._check_open()
+        try:
+            return fn(self._inline_connection(), *args)
+        except sqlite3.OperationalError:
+            return await self._read(fn, *args)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self._path) from exc
 
     async def close(self) -> None:
         """Finish queued writes, then stop the threads and close every connection.

@@ -465,6 +465,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
             keys = await self.staging.first_keys(
                 Partitions.of(repo).staging, branch.staging_token, _WARM_KEYS
             )
+            await asyncio.sleep(0)  # let the commit go on as soon as its seal is written
             await warm(trees, root, keys)
         except Exception:  # the commit itself reports what went wrong
             return

@@ -16,6 +16,7 @@ from lakeproxy.metastore.base import Delete, DeleteRange, MetadataStore, Op, Put
 
 TOKEN_BYTES = 16
 _BATCH = 16384
+_FIRST_BATCH = 256
 
 
 def new_token() -> bytes:
@@ -109,8 +110,19 @@ class StagingManager:
     ) -> AsyncIterator[ChangeBatch]:
         """The staged changes of `tokens` as sorted batches (tombstones become None)."""
         if len(tokens) == 1:
+            # A small first page (stores read one on the caller's thread): most commits are
+            # small, and a big one reads the rest in big pages.
+            after: bytes | None = None
             async for rows in self.store.scan_batches(
-                partition, prefix=tokens[0], batch_size=_BATCH
+                partition, prefix=tokens[0], limit=_FIRST_BATCH, batch_size=_FIRST_BATCH
+            ):
+                yield [k[TOKEN_BYTES:] for k, _ in rows], [v or None for _, v in rows]
+                if len(rows) == _FIRST_BATCH:
+                    after = rows[-1][0]
+            if after is None:
+                return
+            async for rows in self.store.scan_batches(
+                partition, prefix=tokens[0], after=after, batch_size=_BATCH
             ):
                 yield [k[TOKEN_BYTES:] for k, _ in rows], [v or None for _, v in rows]
             return

@@ -91,24 +91,9 @@ def _diff_ranges(a: Leaf, b: Leaf, start: bytes) -> list[RawChange]:
         ]
     i = bisect_left(akeys, start) if start else 0
     j = bisect_left(bkeys, start) if start else 0
-    alen, blen = len(akeys), len(bkeys)
-    out: list[RawChange] = []
-    while i < alen and j < blen:
-        x, y = akeys[i], bkeys[j]
-        if x == y:
-            vx, vy = avals[i], bvals[j]
-            if vx != vy and vx[:IDENTITY_BYTES] != vy[:IDENTITY_BYTES]:
-                out.append((x, vx, vy))
-            i += 1
-            j += 1
-        elif x < y:
-            out.append((x, avals[i], None))
-            i += 1
-        else:
-            out.append((y, None, bvals[j]))
-            j += 1
-    out += [(akeys[k], avals[k], None) for k in range(i, alen)]
-    out += [(bkeys[k], None, bvals[k]) for k in range(j, blen)]
+    out, i, j = _merge_join(akeys, avals, i, bkeys, bvals, j)
+    out += [(akeys[k], avals[k], None) for k in range(i, len(akeys))]
+    out += [(bkeys[k], None, bvals[k]) for k in range(j, len(bkeys))]
     return out
 
 
@@ -186,8 +171,17 @@ def _diff_leaves(a: TreeCursor, b: TreeCursor) -> list[RawChange]:
     """Merge-join the current ranges of two cursors standing on entries, up to the end of
     either range, in one tight loop; returns the differences found."""
     fa, fb = a.leaf_frame(), b.leaf_frame()
-    akeys, avals, i = fa.keys, fa.values, fa.idx
-    bkeys, bvals, j = fb.keys, fb.values, fb.idx
+    out, fa.idx, fb.idx = _merge_join(fa.keys, fa.values, fa.idx, fb.keys, fb.values, fb.idx)
+    a.settle()
+    b.settle()
+    return out
+
+
+def _merge_join(
+    akeys: list[bytes], avals: list[bytes], i: int, bkeys: list[bytes], bvals: list[bytes], j: int
+) -> tuple[list[RawChange], int, int]:
+    """The differences of akeys[i:] and bkeys[j:] up to the end of either; and where each
+    side stopped."""
     alen, blen = len(akeys), len(bkeys)
     out: list[RawChange] = []
     while i < alen and j < blen:
@@ -204,7 +198,4 @@ def _diff_leaves(a: TreeCursor, b: TreeCursor) -> list[RawChange]:
         else:
             out.append((y, None, bvals[j]))
             j += 1
-    fa.idx, fb.idx = i, j
-    a.settle()
-    b.settle()
-    return out
+    return out, i, j

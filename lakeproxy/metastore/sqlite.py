@@ -350,7 +350,7 @@ class SqliteMetadataStore(KeysetScans):
     def _inline_connection(self) -> sqlite3.Connection:
         db: Database | None = getattr(self._inline, "db", None)
         if db is None:
-            db = connect(self._path, busy_timeout=0.05, cache_kib=_READER_CACHE_KIB)
+            db = connect(self._path, busy_timeout=0, cache_kib=_READER_CACHE_KIB)
             db.execute("PRAGMA query_only = ON")
             self._inline.db = db
             with self._inline_lock:

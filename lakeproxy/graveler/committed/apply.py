@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,8 @@ _WRITES_IN_FLIGHT = 2
 _PREFETCH_NODES = 1024
 _READ_CHUNK = 64  # ranges read in one round trip by the read-ahead
 _READ_AHEAD = 256  # ranges the read-ahead may be past the one being rewritten
-_YIELD_EVERY = 512
+_STRETCH = 64  # changes merged between two looks at the clock
+_YIELD_AFTER = 0.002  # seconds of work after which the walk lets the event loop run
 
 
 class ChangeStream:
@@ -228,7 +230,7 @@ class _Applier:
         self.changes = changes
         self.writer = writer
         self.ahead = ahead
-        self.since_yield = 0
+        self.worked_since = time.perf_counter()
         self.writes: list[asyncio.Task[None]] = []
 
     async def walk(self, ref: NodeRef, rightmost: bool) -> None:
@@ -307,8 +309,8 @@ class _Applier:
             stop = bound is not None and ckeys[end - 1] > bound
             if stop:
                 end = bisect_right(ckeys, bound, pos, end)
-            if end - pos > _YIELD_EVERY:  # keep each stretch without a yield short
-                end, stop = pos + _YIELD_EVERY, False
+            if end - pos > _STRETCH:  # keep each stretch between looks at the clock short
+                end, stop = pos + _STRETCH, False
             while pos < end:
                 if i >= n:
                     writer.add_new(ckeys, cvals, pos, end)
@@ -331,10 +333,10 @@ class _Applier:
                 pos += 1
             changes.count += pos - start
             changes.pos = pos
-            self.since_yield += pos - start
-            if self.since_yield >= _YIELD_EVERY:
-                self.since_yield = 0
+            # Time, not a count of changes: sparse changes carry many unchanged entries each.
+            if time.perf_counter() - self.worked_since >= _YIELD_AFTER:
                 await asyncio.sleep(0)
+                self.worked_since = time.perf_counter()
             if stop:
                 break
         if i < n:

@@ -20,6 +20,7 @@ _WRITES_IN_FLIGHT = 2
 _PREFETCH_NODES = 1024
 _READ_CHUNK = 64  # ranges read in one round trip by the read-ahead
 _READ_AHEAD = 256  # ranges the read-ahead may be past the one being rewritten
+_READ_AHEAD_FROM = 256  # changes in a batch for the read-ahead to start
 _STRETCH = 64  # changes merged between two looks at the clock
 _YIELD_AFTER = 0.002  # seconds of work after which the walk lets the event loop run
 
@@ -160,7 +161,9 @@ class _ReadAhead:
         if task.cancelled() or task.exception() is not None or self.done or not self._indexed:
             return
         batch = task.result()
-        if batch is not None and batch[0]:
+        # A small change needs no read-ahead: the commit warmed its ranges, and the walk
+        # reads what is missing a parent's worth at a time.
+        if batch is not None and len(batch[0]) >= _READ_AHEAD_FROM:
             self._queue.put_nowait(batch[0])
             if self._loader is None:
                 self._loader = asyncio.create_task(self._load())

@@ -35,8 +35,8 @@ from lakeproxy.blockstore.base import BlockStat, PartInfo
 from lakeproxy.errors import InvalidArgument, ObjectNotFound, StorageError, UploadNotFound
 
 CHUNK_SIZE = 1 << 20
-_WRITES_IN_FLIGHT = 2
 """Size of the chunks `get` yields, and of the write batches of `put`."""
+_WRITES_IN_FLIGHT = 2  # write batches of one body being written at once
 
 _WRITE_BEHIND = hasattr(os, "posix_fadvise")
 _TMP = ".tmp"

@@ -116,7 +116,7 @@ class StagingManager:
             async for rows in self.store.scan_batches(
                 partition, prefix=tokens[0], limit=_FIRST_BATCH, batch_size=_FIRST_BATCH
             ):
-                yield [k[TOKEN_BYTES:] for k, _ in rows], [v or None for _, v in rows]
+                yield _changes(rows)
                 if len(rows) == _FIRST_BATCH:
                     after = rows[-1][0]
             if after is None:
@@ -124,7 +124,7 @@ class StagingManager:
             async for rows in self.store.scan_batches(
                 partition, prefix=tokens[0], after=after, batch_size=_BATCH
             ):
-                yield [k[TOKEN_BYTES:] for k, _ in rows], [v or None for _, v in rows]
+                yield _changes(rows)
             return
         keys: list[bytes] = []
         values: list[bytes | None] = []
@@ -136,6 +136,11 @@ class StagingManager:
                 keys, values = [], []
         if keys:
             yield keys, values
+
+
+def _changes(rows: list[tuple[bytes, bytes]]) -> ChangeBatch:
+    """Staged rows of one token as a batch of changes (tombstones become None)."""
+    return [k[TOKEN_BYTES:] for k, _ in rows], [v or None for _, v in rows]
 
 
 async def overlay(

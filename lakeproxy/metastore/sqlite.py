@@ -80,7 +80,6 @@ def _sql(partition: str) -> _Sql:
     return _KVL if holds_large_values(partition) else _KV
 
 
-
 def connect(
     path: str, *, busy_timeout: float, cache_kib: int, synchronous: str = "FULL"
 ) -> Database:
@@ -339,11 +338,16 @@ class SqliteMetadataStore(KeysetScans):
         and back, so it runs on the caller's thread; if SQLite reports the database busy it
         is retried on a reader thread, which may wait for the lock.
         """
+        return await self._read_inline(_read_one, partition, key)
+
+    async def _read_inline(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a small read on the caller's thread; if SQLite reports the database busy, run
+        it on a reader thread, which may wait for the lock (the caller's thread never does)."""
         self._check_open()
         try:
-            return _read_one(self._inline_connection(), partition, key)
+            return fn(self._inline_connection(), *args)
         except sqlite3.OperationalError:
-            return await self._read(_read_one, partition, key)
+            return await self._read(fn, *args)
         except sqlite3.Error as exc:
             raise translate_error(exc, self._path) from exc
 
@@ -364,12 +368,7 @@ class SqliteMetadataStore(KeysetScans):
             return {}
         if len(keys) <= _INLINE_KEYS:
             # A few lookups take less than the hop to a reader thread and back (as `get`).
-            try:
-                return _read_many(self._inline_connection(), partition, keys)
-            except sqlite3.OperationalError:
-                pass  # busy: a reader thread may wait for the lock
-            except sqlite3.Error as exc:
-                raise translate_error(exc, self._path) from exc
+            return await self._read_inline(_read_many, partition, keys)
         return await self._read(_read_many, partition, keys)
 
     async def get_multi(self, items: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
@@ -382,12 +381,7 @@ class SqliteMetadataStore(KeysetScans):
         items = list(items)
         if not items:
             return []
-        try:
-            return _read_multi(self._inline_connection(), items)
-        except sqlite3.OperationalError:
-            return await self._read(_read_multi, items)
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self._path) from exc
+        return await self._read_inline(_read_multi, items)
 
     async def set(self, partition: str, key: bytes, value: bytes) -> None:
         """Write a value unconditionally; durable when this returns."""
@@ -434,16 +428,6 @@ class SqliteMetadataStore(KeysetScans):
         if count <= _INLINE_ROWS:
             return self._read_inline(_read_batch, partition, lower, inclusive, upper, count)
         return self._read(_read_batch, partition, lower, inclusive, upper, count)
-
-    async def _read_inline(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a small read on the caller's thread (a reader thread if SQLite reports busy)."""
-        self._check_open()
-        try:
-            return fn(self._inline_connection(), *args)
-        except sqlite3.OperationalError:
-            return await self._read(fn, *args)
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self._path) from exc
 
     async def close(self) -> None:
         """Finish queued writes, then stop the threads and close every connection.

@@ -17,7 +17,6 @@ ChangeBatch = tuple[list[bytes], list[bytes | None]]
 
 _FLUSH_BYTES = 4 * 1024 * 1024
 _WRITES_IN_FLIGHT = 2
-_PREFETCH_NODES = 1024
 _READ_CHUNK = 64  # ranges read in one round trip by the read-ahead
 _READ_AHEAD = 256  # ranges the read-ahead may be past the one being rewritten
 _READ_AHEAD_FROM = 256  # changes in a batch for the read-ahead to start
@@ -79,27 +78,29 @@ def _touched(node: Index, ckeys: list[bytes], pos: int, rightmost: bool) -> list
     return out
 
 
-async def preload(
-    trees: TreeStore, node: Index, keys: list[bytes], start: int, rightmost: bool
-) -> None:
-    """Load the nodes below `node` that the sorted keys[start:] fall in, level by level down
-    to the ranges: one round trip per level instead of one per node (at most
-    `_PREFETCH_NODES` a level)."""
-    frontier: list[tuple[Index, bool]] = [(node, rightmost)]
+async def touched_ranges(trees: TreeStore, root: Index, keys: list[bytes]) -> list[NodeRef]:
+    """The ranges (level 0) of the tree under `root` that the sorted `keys` fall in, in order;
+    index ranges missing from the cache are read a level at a time (one round trip each)."""
+    found: list[NodeRef] = []
+    frontier: list[tuple[Index, bool]] = [(root, True)]
+    top_last = root.refs[-1].last
     while frontier:
-        wanted: list[NodeRef] = []
+        wanted: list[tuple[NodeRef, bool]] = []
         for parent, right in frontier:
-            wanted += _touched(parent, keys, start, right)
-            if len(wanted) >= _PREFETCH_NODES:
-                break
-        missing = [r.id for r in wanted if r.id not in trees.cache]
+            wanted += [(r, right and r.last == top_last) for r in _touched(parent, keys, 0, right)]
+        missing = [r.id for r, _ in wanted if r.level > 0 and r.id not in trees.cache]
         if missing:
             await trees.load_many(missing)
+        await asyncio.sleep(0)
         frontier = []
-        for ref in wanted:
+        for ref, right in wanted:
+            if ref.level == 0:
+                found.append(ref)
+                continue
             child = trees.cache.get(ref.id)
             if isinstance(child, Index):
-                frontier.append((child, rightmost and ref.last == node.refs[-1].last))
+                frontier.append((child, right))
+    return found
 
 
 async def warm(trees: TreeStore, root: NodeRef, keys: list[bytes]) -> None:
@@ -110,7 +111,7 @@ async def warm(trees: TreeStore, root: NodeRef, keys: list[bytes]) -> None:
         return
     node = await trees.load(root.id)
     if isinstance(node, Index):
-        await preload(trees, node, keys, 0, True)
+        await trees.load_many([r.id for r in await touched_ranges(trees, node, keys)])
 
 
 class _ReadAhead:
@@ -187,7 +188,7 @@ class _ReadAhead:
     async def _load(self) -> None:
         root = await self.trees.load(self.base.id)
         while (keys := await self._queue.get()) is not None and isinstance(root, Index):
-            ranges = await self._ranges(root, keys)
+            ranges = await touched_ranges(self.trees, root, keys)
             for lo in range(0, len(ranges), _READ_CHUNK):
                 behind = lo - _READ_AHEAD
                 while behind >= 0 and not self.done and self.walked < ranges[behind].last:
@@ -198,31 +199,6 @@ class _ReadAhead:
                 chunk = ranges[lo : lo + _READ_CHUNK]
                 await self.trees.load_many([r.id for r in chunk])
                 await asyncio.sleep(0)  # even when every one was cached already
-
-    async def _ranges(self, root: Index, keys: list[bytes]) -> list[NodeRef]:
-        """The ranges (level 0) of the base tree that the sorted `keys` fall in, in order;
-        index ranges missing from the cache are read a level at a time."""
-        found: list[NodeRef] = []
-        frontier: list[tuple[Index, bool]] = [(root, True)]
-        top_last = root.refs[-1].last
-        while frontier:
-            wanted: list[tuple[NodeRef, bool]] = []
-            for parent, right in frontier:
-                wanted += [(r, right and r.last == top_last)
-                           for r in _touched(parent, keys, 0, right)]
-            missing = [r.id for r, _ in wanted if r.level > 0 and r.id not in self.trees.cache]
-            if missing:
-                await self.trees.load_many(missing)
-            await asyncio.sleep(0)
-            frontier = []
-            for ref, right in wanted:
-                if ref.level == 0:
-                    found.append(ref)
-                    continue
-                child = self.trees.cache.get(ref.id)
-                if isinstance(child, Index):
-                    frontier.append((child, right))
-        return found
 
 
 class _Applier:

@@ -58,13 +58,10 @@ async def _diff_batches(
                 yield _diff_ranges(a, b, start)
                 continue
             if isinstance(a, Index) and isinstance(b, Index) and a.lasts == b.lasts:
-                if start or stop is not None:
-                    pairs = [
-                        (p, q) for p, q in zip(a.refs, b.refs, strict=True)
-                        if p.id != q.id and p.last >= start and (stop is None or p.first < stop)
-                    ]
-                else:
-                    pairs = [(p, q) for p, q in zip(a.refs, b.refs, strict=True) if p.id != q.id]
+                pairs = [
+                    (p, q) for p, q in zip(a.refs, b.refs, strict=True)
+                    if p.id != q.id and p.last >= start and (stop is None or p.first < stop)
+                ]
                 if len(pairs) > 1:
                     await trees.load_many([n.id for pair in pairs for n in pair])
                 pairs.reverse()
@@ -83,13 +80,12 @@ async def _diff_batches(
 def _diff_ranges(a: Leaf, b: Leaf, start: bytes) -> list[RawChange]:
     """Merge-join two whole ranges from `start` on."""
     akeys, avals, bkeys, bvals = a.keys, a.values, b.keys, b.values
+    i = bisect_left(akeys, start) if start else 0
     if akeys == bkeys:  # the same keys (values changed in place): compare the values only
-        i = bisect_left(akeys, start) if start else 0
         return [
             (k, x, y) for k, x, y in zip(akeys[i:], avals[i:], bvals[i:], strict=True)
             if x != y and x[:IDENTITY_BYTES] != y[:IDENTITY_BYTES]
         ]
-    i = bisect_left(akeys, start) if start else 0
     j = bisect_left(bkeys, start) if start else 0
     out, i, j = _merge_join(akeys, avals, i, bkeys, bvals, j)
     out += [(akeys[k], avals[k], None) for k in range(i, len(akeys))]

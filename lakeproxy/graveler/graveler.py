@@ -25,7 +25,7 @@ from lakeproxy.errors import (
     TagExists,
     UncommittedChanges,
 )
-from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes, warm
+from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
 from lakeproxy.graveler.committed.diff import RawChange, diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
 from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
@@ -60,7 +60,6 @@ from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Metadat
 
 _VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
-_WARM_KEYS = 256  # staged keys whose ranges a commit reads ahead while it seals
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,15 +388,9 @@ class Graveler(ObjectsMixin, MultipartMixin):
         meta = validate_metadata(metadata, "commit metadata")
         repo = await self.refs.get_repository(repo_name)
         async with self._branch_lock(repo, branch_name):
-            # While the seal is being written and the sealed changes read, read the ranges
-            # the changes will rewrite (the walk waits for a range still on its way).
-            warming = asyncio.create_task(self._warm_for_commit(repo, branch_name))
-            try:
-                return await self._commit_sealed(
-                    repo, branch_name, message, committer, meta, allow_empty, creation_date
-                )
-            finally:
-                await warming
+            return await self._commit_sealed(
+                repo, branch_name, message, committer, meta, allow_empty, creation_date
+            )
 
     async def _commit_sealed(
         self, repo: Repository, branch_name: str, message: str, committer: str,
@@ -451,24 +444,6 @@ class Graveler(ObjectsMixin, MultipartMixin):
             repository=repo.name,
             branch=branch_name,
         )
-
-    async def _warm_for_commit(self, repo: Repository, branch_name: str) -> None:
-        """Bring into the node cache the ranges of the branch's head that its first staged
-        changes fall in. Only an optimisation: it never raises and changes nothing."""
-        try:
-            branch = await self.refs.get_branch(repo, branch_name)
-            trees = self.trees(repo)
-            head = await self.refs.get_commit(repo, branch.head)
-            root = await trees.root(head.metarange_id)
-            if trees.cache.holds_whole(root):
-                return  # a tree this small stays in memory once read: nothing to gain
-            keys = await self.staging.first_keys(
-                Partitions.of(repo).staging, branch.staging_token, _WARM_KEYS
-            )
-            await asyncio.sleep(0)  # let the commit go on as soon as its seal is written
-            await warm(trees, root, keys)
-        except Exception:  # the commit itself reports what went wrong
-            return
 
     def _seal(self, repo: Repository, *, refuse_protected: bool):  # type: ignore[no-untyped-def]
         async def seal(b: Branch) -> Branch:

@@ -73,14 +73,6 @@ class StagingManager:
                 return False
         return True
 
-    async def first_keys(self, partition: str, token: bytes, limit: int) -> list[bytes]:
-        """The first `limit` keys staged under one token, in key order."""
-        async for rows in self.store.scan_batches(
-            partition, prefix=token, limit=limit, batch_size=limit
-        ):
-            return [k[TOKEN_BYTES:] for k, _ in rows]
-        return []
-
     async def scan(
         self, partition: str, token: bytes, start: bytes = b"", prefix: bytes = b""
     ) -> AsyncIterator[tuple[bytes, bytes]]:

@@ -62,19 +62,31 @@ class ChangeStream:
 
 
 def _touched(node: Index, ckeys: list[bytes], pos: int, rightmost: bool) -> list[NodeRef]:
-    """The children of `node` that the sorted change keys ckeys[pos:] fall in."""
+    """The children of `node` that the sorted change keys ckeys[pos:] fall in.
+
+    A child takes the keys after its left sibling's last key up to its own last key (the
+    first child also those before it, the rightmost child every key past the end). One
+    binary search per touched child: the cost follows the changes, not the fan-out.
+    """
     end = len(ckeys)
     out: list[NodeRef] = []
-    pos = bisect_right(ckeys, node.refs[0].first, pos) - 1 if pos < end else pos
-    pos = max(pos, 0)
-    last = len(node.refs) - 1
-    for i, child in enumerate(node.refs):
-        if pos >= end:
-            break
-        nxt = end if rightmost and i == last else bisect_right(ckeys, child.last, pos)
-        if nxt > pos and child.count:
-            out.append(child)
+    if pos >= end:
+        return out
+    refs, lasts = node.refs, node.lasts
+    pos = max(bisect_right(ckeys, refs[0].first, pos) - 1, 0)
+    last = len(refs) - 1
+    i = 0
+    while pos < end and i <= last:
+        i = bisect_left(lasts, ckeys[pos], i)
+        if i > last:
+            if not rightmost:
+                break
+            i = last
+        nxt = end if rightmost and i == last else bisect_right(ckeys, lasts[i], pos)
+        if refs[i].count:
+            out.append(refs[i])
         pos = nxt
+        i += 1
     return out
 
 
@@ -91,7 +103,8 @@ async def touched_ranges(trees: TreeStore, root: Index, keys: list[bytes]) -> li
         missing = [r.id for r, _ in wanted if r.level > 0 and r.id not in trees.cache]
         if missing:
             await trees.load_many(missing)
-        await asyncio.sleep(0)
+        elif len(keys) >= _READ_AHEAD_FROM:
+            await asyncio.sleep(0)  # many keys: a level's work is a slice of its own
         frontier = []
         for ref, right in wanted:
             if ref.level == 0:
@@ -162,8 +175,8 @@ class _ReadAhead:
         if task.cancelled() or task.exception() is not None or self.done or not self._indexed:
             return
         batch = task.result()
-        # A small change needs no read-ahead: the commit warmed its ranges, and the walk
-        # reads what is missing a parent's worth at a time.
+        # A small change needs no read-ahead: `apply_changes` reads its ranges in one
+        # round trip before the walk starts.
         if batch is not None and len(batch[0]) >= _READ_AHEAD_FROM:
             self._queue.put_nowait(batch[0])
             if self._loader is None:
@@ -346,6 +359,15 @@ async def apply_changes(
     changes.read_ahead(ahead)
     applier = _Applier(trees, changes, writer, ahead)
     try:
+        # A small change (one short batch) on a tree bigger than the cache: read the ranges
+        # it rewrites in one round trip, rather than a parent's worth at a time in the walk.
+        if (
+            await changes.fill()
+            and len(changes.keys) < _READ_AHEAD_FROM
+            and base.level > 0
+            and not trees.cache.holds_whole(base)
+        ):
+            await warm(trees, base, changes.keys)
         await applier.walk(base, rightmost=True)
     finally:
         await applier.drain()

@@ -15,7 +15,7 @@ from lakeproxy.graveler.committed.apply import ChangeBatch
 from lakeproxy.metastore.base import Delete, DeleteRange, MetadataStore, Op, Put
 
 TOKEN_BYTES = 16
-_BATCH = 16384
+_BATCH = 4096
 _FIRST_BATCH = 256
 
 

@@ -327,6 +327,8 @@ class _Applier:
             changes.pos = pos
             # Time, not a count of changes: sparse changes carry many unchanged entries each.
             if time.perf_counter() - self.worked_since >= _YIELD_AFTER:
+                if writer.pending_bytes >= _FLUSH_BYTES:  # a long run of new keys
+                    await self.flush()
                 await asyncio.sleep(0)
                 self.worked_since = time.perf_counter()
             if stop:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -39,10 +40,15 @@ class NodeRef:
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """A decoded range: parallel sorted lists of keys and encoded entries."""
+    """A decoded range: parallel sorted sequences of keys and encoded entries.
 
-    keys: list[bytes]
-    values: list[bytes]
+    Cached ranges hold tuples: a tuple of bytes drops out of the garbage collector's
+    tracking after its first collection, so a full cache costs a full collection nothing
+    (lists of the same keys made every full collection walk every cached key).
+    """
+
+    keys: Sequence[bytes]
+    values: Sequence[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ def _common_prefix(first: bytes, last: bytes) -> int:
     return i
 
 
-def encode_leaf(keys: list[bytes], values: list[bytes]) -> bytes:
+def encode_leaf(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
     """[0, shared key prefix, key suffixes, encoded entries]: keys of a range share long
     prefixes (folders), so storing the prefix once keeps ranges small."""
     if not keys:
@@ -91,7 +97,9 @@ def decode_node(raw: bytes) -> Node:
     level, prefix, *rest = msgpack.unpackb(raw)
     if level == 0:
         suffixes, values = rest
-        return Leaf([prefix + k for k in suffixes] if prefix else suffixes, values)
+        return Leaf(
+            tuple([prefix + k for k in suffixes]) if prefix else tuple(suffixes), tuple(values)
+        )
     refs = [NodeRef(i, prefix + f, prefix + la, c, b, level - 1) for i, f, la, c, b in rest[0]]
     return Index(level, refs, [r.last for r in refs])
 

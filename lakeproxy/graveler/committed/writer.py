@@ -177,7 +177,7 @@ class TreeWriter:
         # New ranges are read again soon (diff, merge, reads), but only those of a small
         # change: a big one would push out the ranges its own walk has read ahead.
         if self.cache is not None and self.bytes_written <= _CACHED_NEW_BYTES:
-            self.cache.put(ref.id, Leaf(keys, values), len(raw))
+            self.cache.put(ref.id, Leaf(tuple(keys), tuple(values)), len(raw))
         self._keys, self._values = [], []
         self._push(1, ref)
 

@@ -142,6 +142,37 @@ async def test_big_change_reads_ranges_ahead_in_round_trips() -> None:
     assert single_reads <= 1  # the root only
 
 
+async def test_new_keys_onto_an_empty_tree_are_stored_as_they_accumulate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long run of new keys (a first commit of a big upload) stores its ranges in
+    slices as it goes, rather than holding the whole tree for one final transaction."""
+    import lakeproxy.graveler.committed.apply as apply_module
+
+    monkeypatch.setattr(apply_module, "_FLUSH_BYTES", 64 * 1024)
+    monkeypatch.setattr(apply_module, "_YIELD_AFTER", 0.0)
+    store = MemoryMetadataStore()
+    trees = TreeStore(store, "nodes", NodeCache())
+    stored_during_walk: list[int] = []
+    original_put_many = store.put_many
+
+    async def counting_put_many(partition: str, items: list[tuple[bytes, bytes]]) -> None:
+        stored_during_walk.append(sum(len(raw) for _, raw in items))
+        await original_put_many(partition, items)
+
+    store.put_many = counting_put_many  # type: ignore[method-assign]
+    items = {b"key%06d" % i: value(i) for i in range(20_000)}
+    keys = sorted(items)
+    root, writer = await apply_changes(
+        trees, EMPTY_ROOT, ChangeStream.from_lists(keys, [items[k] for k in keys]), Shape()
+    )
+    assert len(stored_during_walk) >= 2
+    assert sum(stored_during_walk) + writer.pending_bytes == writer.bytes_written
+    assert writer.pending_bytes < writer.bytes_written // 2
+    await trees.write(writer.take_pending())
+    assert await contents(trees, root) == items
+
+
 async def test_diff_skips_shared_ranges(trees: TreeStore) -> None:
     base = await build(trees, EMPTY_ROOT, {b"key%06d" % i: value(i) for i in range(20000)},
                        Shape())

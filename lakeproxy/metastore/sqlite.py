@@ -39,7 +39,11 @@ from lakeproxy.metastore.base import (
 )
 from lakeproxy.metastore.keyset import KeysetScans
 from lakeproxy.metastore.migrations import migrate
-from lakeproxy.metastore.sqlite_writer import GroupCommitWriter, translate_error
+from lakeproxy.metastore.sqlite_writer import (
+    GroupCommitWriter,
+    lower_thread_priority,
+    translate_error,
+)
 
 T = TypeVar("T")
 
@@ -120,7 +124,9 @@ class _ReaderPool:
     def __init__(self, path: str, size: int, busy_timeout: float) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(size, thread_name_prefix="lakeproxy-sqlite-read")
+        self._executor = ThreadPoolExecutor(
+            size, thread_name_prefix="lakeproxy-sqlite-read", initializer=lower_thread_priority
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
         self._dbs: list[Database] = []

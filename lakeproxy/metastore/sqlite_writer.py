@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -23,6 +24,25 @@ from collections.abc import Callable
 
 from lakeproxy.errors import InvalidArgument, StorageError
 from lakeproxy.metastore._sqlite_utils import Database
+
+HELPER_NICENESS = 10
+"""How much lower than the event loop's thread the store's own threads run (Linux).
+
+With two cores, an event loop, a writer and a reader all wanting CPU during a big commit,
+the scheduler could leave the loop waiting a whole time slice; the store's threads do bulk
+work that can wait, the loop serves requests that cannot."""
+
+
+def lower_thread_priority() -> None:
+    """Make the calling thread yield the CPU to the event loop's thread (Linux, where niceness
+    is per thread); elsewhere, or when not allowed, nothing changes."""
+    native_id = threading.get_native_id()
+    if os.uname().sysname != "Linux" or native_id == os.getpid():
+        return  # never the process's main thread (that would renice the process elsewhere)
+    with contextlib.suppress(OSError):
+        current = os.getpriority(os.PRIO_PROCESS, native_id)
+        os.setpriority(os.PRIO_PROCESS, native_id, min(19, current + HELPER_NICENESS))
+
 
 MAX_GROUP = 512
 """The most requests one transaction applies; bounds the latency a group adds."""
@@ -96,6 +116,7 @@ class GroupCommitWriter:
         self._db.close()
 
     def _run(self) -> None:
+        lower_thread_priority()
         stopping = False
         while not stopping:
             group, stopping = self._next_group()

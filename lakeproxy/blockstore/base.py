@@ -29,11 +29,16 @@ class BlockStore(Protocol):
 
     namespace: str
 
-    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(
+        self, path: str, chunks: AsyncIterable[bytes], *, fresh: bool = False
+    ) -> int:
         """Store the concatenation of `chunks` at `path` and return its size.
 
         The object becomes readable only once every byte is durably stored; if the iterator
         raises or the call is cancelled, nothing is left at `path` and temporary data is removed.
+        `fresh`: `path` is a new address of the caller's own that nothing reads before this
+        call returns, so a store may write it in place instead of through a temporary copy
+        (the durability and failure guarantees stay the same).
         """
         ...
 

@@ -385,8 +385,14 @@ class LocalBlockStore:
                     await asyncio.shield(pending)
         return size + batched
 
-    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(
+        self, path: str, chunks: AsyncIterable[bytes], *, fresh: bool = False
+    ) -> int:
         """Store the concatenation of `chunks` at `path`, atomically and durably.
+
+        With `fresh` (a new address nothing reads yet), a small body is written in place:
+        one file created, written and fsynced, with no temporary file and no rename. A path
+        that turns out to exist is replaced through a temporary file as usual.
 
         Returns:
             The size of the object.
@@ -411,7 +417,7 @@ class LocalBlockStore:
         try:
             with _os_errors("put", path):
                 if ended:
-                    await _in_thread(self._put_small, path, head)
+                    await _in_thread(self._put_small, path, head, fresh)
                     return size
                 target = await _in_thread(self._resolve, path)
                 return await self._atomic(
@@ -420,9 +426,11 @@ class LocalBlockStore:
         except _SourceError as e:
             raise e.original from None
 
-    def _put_small(self, path: str, data: list[bytes]) -> None:
+    def _put_small(self, path: str, data: list[bytes], fresh: bool = False) -> None:
         """Write, fsync and rename into place a body already in memory (one thread hop)."""
         target = self._resolve(path)
+        if fresh and self._create_whole(target, data):
+            return
         fd, tmp = self._open_temp()
         try:
             try:
@@ -434,6 +442,27 @@ class LocalBlockStore:
         except BaseException:
             _unlink_quietly(tmp)
             raise
+
+    def _create_whole(self, target: str, data: list[bytes]) -> bool:
+        """Create `target`, write and fsync it, then fsync its folder; False (nothing done)
+        when `target` already exists, or the store's folder does not yet. On failure the file
+        is removed again."""
+        try:
+            self._make_parents(target)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except (FileExistsError, FileNotFoundError):
+            return False  # the usual way creates the root, or replaces the file whole
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._folder_syncs.sync(os.path.dirname(target))
+        except BaseException:
+            _unlink_quietly(target)
+            raise
+        return True
 
     # -- reading -----------------------------------------------------------------------
 

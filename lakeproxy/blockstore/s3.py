@@ -202,8 +202,11 @@ class S3BlockStore:
 
     # -- objects -----------------------------------------------------------------------
 
-    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
-        """Store the concatenation of `chunks` at `path`.
+    async def put(
+        self, path: str, chunks: AsyncIterable[bytes], *, fresh: bool = False
+    ) -> int:
+        """Store the concatenation of `chunks` at `path` (`fresh` changes nothing: a PutObject
+        is atomic anyway).
 
         Bodies under the multipart threshold go up in one PutObject; larger ones in parts
         of `part_size`, and the multipart upload is aborted if anything fails.

@@ -666,7 +666,7 @@ class ObjectsMixin:
         blocks = await self.blocks.get(repo.storage_namespace)
         path = physical_path()
         hasher = _Hasher(chunks)
-        await blocks.put(path, hasher)
+        await blocks.put(path, hasher, fresh=True)
         try:
             if expected_size is not None and hasher.size != expected_size:
                 raise InvalidArgument(

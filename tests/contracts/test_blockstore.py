@@ -117,6 +117,17 @@ async def test_put_get_roundtrip(store: BlockStore, size: int, chunk: int) -> No
     assert await store.stat("data/a/obj") == BlockStat("data/a/obj", size)
 
 
+async def test_fresh_put_of_a_small_body(store: BlockStore) -> None:
+    """A new address of the caller's own is written in place: same result, nothing left over;
+    an address that does exist after all is replaced whole."""
+    assert await store.put("data/2026112700/new", chunked(b"small body"), fresh=True) == 10
+    assert await read(store, "data/2026112700/new") == b"small body"
+    assert await store.put("data/2026112700/new", chunked(b"other"), fresh=True) == 5
+    assert await read(store, "data/2026112700/new") == b"other"
+    assert await listed(store, "data/") == [BlockStat("data/2026112700/new", 5)]
+    assert_nothing_left(store)
+
+
 async def test_put_with_empty_chunks(store: BlockStore) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for part in (b"", b"ab", b"", b"c", b""):
@@ -483,6 +494,9 @@ async def test_local_put_over_a_folder_is_rejected(tmp_path: Path) -> None:
         await store.put("a", chunked(b"y"))
     with pytest.raises(InvalidArgument):
         await store.put("a/b/c", chunked(b"y"))
+    for path in ("a", "a/b/c"):
+        with pytest.raises(InvalidArgument):
+            await store.put(path, chunked(b"y"), fresh=True)
     assert await listed(store) == [BlockStat("a/b", 1)]
     assert list((store.root / ".tmp").iterdir()) == []
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import random
 import sqlite3
@@ -61,11 +62,20 @@ def entry_of(i: int, version: int = 0) -> Entry:
 
 
 class StallMeter:
-    """The longest time the event loop went without running a 1 ms ticker."""
+    """The longest time the event loop went without running a 1 ms ticker, and the longest
+    garbage collection in that time (to tell the two causes of a stall apart)."""
 
     def __init__(self) -> None:
         self.max_gap = 0.0
+        self.max_gc = 0.0
+        self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.max_gc = max(self.max_gc, time.perf_counter() - self._gc_started)
 
     async def _tick(self) -> None:
         last = time.perf_counter()
@@ -76,11 +86,13 @@ class StallMeter:
             last = now
 
     async def __aenter__(self) -> StallMeter:
+        gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._tick())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        gc.callbacks.remove(self._on_gc)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -115,7 +127,8 @@ class Bench:
         self.manifest_bytes = root.nbytes
         self.emit({"op": "commit", "objects": 0, "changes": n, "seconds": seconds,
                    "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes,
-                   "max_loop_stall_ms": round(ticker.max_gap * 1000, 1)})
+                   "max_loop_stall_ms": round(ticker.max_gap * 1000, 1),
+                   "max_gc_pause_ms": round(ticker.max_gc * 1000, 1)})
 
     async def stage_changes(self, repo: str, branch: str, n: int, k: int, version: int) -> None:
         rnd = random.Random(k * 31 + version)
@@ -238,6 +251,7 @@ def main() -> None:
                   f"{row['seconds'] * 1000:>11.2f} ms  wrote {row['bytes_written']:>12,} B "
                   f"({pct:6.2f}% of manifest)"
                   + (f"  loop stall max {row['max_loop_stall_ms']} ms"
+                     f" (longest GC {row['max_gc_pause_ms']} ms)"
                      if "max_loop_stall_ms" in row else ""), flush=True)
 
     asyncio.run(run(objects, changes, args.repeat, emit))

@@ -133,6 +133,15 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
             view = view[os.write(fd, view) :]
 
 
+def _write_synced(fd: int, chunks: list[bytes]) -> None:
+    """Write `chunks`, fsync and close `fd` (closed whatever happens)."""
+    try:
+        _write_all(fd, chunks)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_behind(fd: int, chunks: list[bytes], offset: int) -> None:
     """Write `chunks` at `offset` of `fd`, then start writing them back.
 
@@ -433,11 +442,7 @@ class LocalBlockStore:
             return
         fd, tmp = self._open_temp()
         try:
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_synced(fd, data)
             self._place(tmp, target, True)
         except BaseException:
             _unlink_quietly(tmp)
@@ -453,11 +458,7 @@ class LocalBlockStore:
         except (FileExistsError, FileNotFoundError):
             return False  # the usual way creates the root, or replaces the file whole
         try:
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_synced(fd, data)
             self._folder_syncs.sync(os.path.dirname(target))
         except BaseException:
             _unlink_quietly(target)

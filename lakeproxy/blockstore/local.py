@@ -436,7 +436,8 @@ class LocalBlockStore:
             raise e.original from None
 
     def _put_small(self, path: str, data: list[bytes], fresh: bool = False) -> None:
-        """Write, fsync and rename into place a body already in memory (one thread hop)."""
+        """Store a body already in memory in one thread hop: in place when `fresh`, else
+        written to a temporary file, fsynced and renamed into place."""
         target = self._resolve(path)
         if fresh and self._create_whole(target, data):
             return

@@ -388,57 +388,48 @@ class Graveler(ObjectsMixin, MultipartMixin):
         meta = validate_metadata(metadata, "commit metadata")
         repo = await self.refs.get_repository(repo_name)
         async with self._branch_lock(repo, branch_name):
-            return await self._commit_sealed(
-                repo, branch_name, message, committer, meta, allow_empty, creation_date
+            branch = await self.refs.update_branch(
+                repo, branch_name, self._seal(repo, refuse_protected=True)
             )
-
-    async def _commit_sealed(
-        self, repo: Repository, branch_name: str, message: str, committer: str,
-        meta: dict[str, str], allow_empty: bool, creation_date: float | None,
-    ) -> Commit:
-        """Seal the branch's staging token and commit the sealed changes (under the lock)."""
-        branch = await self.refs.update_branch(
-            repo, branch_name, self._seal(repo, refuse_protected=True)
-        )
-        ours = set(branch.sealed_tokens)
-        parts = Partitions.of(repo)
-        trees = self.trees(repo)
-        for attempt in range(_COMMIT_ATTEMPTS):
-            tokens = [t for t in branch.sealed_tokens if t in ours]
-            head = await self.refs.get_commit(repo, branch.head)
-            base = await trees.root(head.metarange_id)
-            stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
-            root, writer = await apply_changes(trees, base, stream)
-            landed_elsewhere = attempt > 0 and not tokens
-            if root.id == base.id and not (allow_empty or landed_elsewhere):
-                await self._unseal(repo, branch_name, tokens)
-                raise NoChanges(
-                    f"branch {branch_name!r} has no uncommitted changes to commit",
-                    repository=repo.name,
-                    branch=branch_name,
+            ours = set(branch.sealed_tokens)
+            parts = Partitions.of(repo)
+            trees = self.trees(repo)
+            for attempt in range(_COMMIT_ATTEMPTS):
+                tokens = [t for t in branch.sealed_tokens if t in ours]
+                head = await self.refs.get_commit(repo, branch.head)
+                base = await trees.root(head.metarange_id)
+                stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
+                root, writer = await apply_changes(trees, base, stream)
+                landed_elsewhere = attempt > 0 and not tokens
+                if root.id == base.id and not (allow_empty or landed_elsewhere):
+                    await self._unseal(repo, branch_name, tokens)
+                    raise NoChanges(
+                        f"branch {branch_name!r} has no uncommitted changes to commit",
+                        repository=repo.name,
+                        branch=branch_name,
+                    )
+                commit, raw = Commit.create(
+                    (head.id,), root.hex, message, committer, meta, head.generation + 1,
+                    creation_date,
                 )
-            commit, raw = Commit.create(
-                (head.id,), root.hex, message, committer, meta, head.generation + 1,
-                creation_date,
-            )
-            done = Branch(
-                branch.name,
-                commit.id,
-                branch.staging_token,
-                tuple(t for t in branch.sealed_tokens if t not in ours),
-                branch.protected,
-            )
-            # The applied tokens' rows are deleted after the commit, off its critical
-            # path; their names are recorded with it so a crash cannot leak them.
-            ops: list[Op] = [Put(parts.dropped, t, b"") for t in tokens]
-            if not await self._publish(repo, branch, done, commit, raw, writer, ops):
-                branch = await self.refs.get_branch(repo, branch_name)
-                continue
-            self.last_commit_stats = CommitStats(
-                stream.count, writer.nodes_written, writer.bytes_written + len(raw)
-            )
-            self._background(self._drop_tokens(repo, tokens))
-            return commit
+                done = Branch(
+                    branch.name,
+                    commit.id,
+                    branch.staging_token,
+                    tuple(t for t in branch.sealed_tokens if t not in ours),
+                    branch.protected,
+                )
+                # The applied tokens' rows are deleted after the commit, off its critical
+                # path; their names are recorded with it so a crash cannot leak them.
+                ops: list[Op] = [Put(parts.dropped, t, b"") for t in tokens]
+                if not await self._publish(repo, branch, done, commit, raw, writer, ops):
+                    branch = await self.refs.get_branch(repo, branch_name)
+                    continue
+                self.last_commit_stats = CommitStats(
+                    stream.count, writer.nodes_written, writer.bytes_written + len(raw)
+                )
+                self._background(self._drop_tokens(repo, tokens))
+                return commit
         raise PreconditionFailed(
             f"branch {branch_name!r} kept moving during the commit; try again",
             repository=repo.name,

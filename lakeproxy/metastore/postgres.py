@@ -51,6 +51,7 @@ from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, Expect,
 from lakeproxy.metastore.keyset import KeysetScans
 from lakeproxy.metastore.pg_migrations import migrate, quote_ident
 from lakeproxy.metastore.pg_url import PostgresTarget, parse_postgres_url
+from lakeproxy.metastore.rowsql import RowStatements
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -74,12 +75,12 @@ _READ_LANES = 2
 _BATCH_READS = 64
 
 
-class _Statements:
+class _Statements(RowStatements):
     """The SQL of a store, with its table's schema-qualified name filled in."""
 
     def __init__(self, schema: str) -> None:
         kv = f"{quote_ident(schema)}.kv"
-        self.get = f"SELECT v FROM {kv} WHERE p = %s AND k = %s"
+        super().__init__(kv, "%s")
         self.get_many = f"SELECT k, v FROM {kv} WHERE p = %s AND k = ANY(%s)"
         # Records of any partitions: one index probe each, numbered so that the answer lines
         # up with the request (2**n probes, n = 0..6); more of them: a join with the
@@ -99,25 +100,13 @@ class _Statements:
             f"SELECT {quote_ident(schema)}.lakeproxy_write("
             "%s::text[], %s::bytea[], %s::bytea[], %s, %s::text[], %s::bytea[], %s::bytea[], %s)"
         )
-        self.upsert = (
-            f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, %s)"
-            " ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
-        )
-        self.insert_new = (
-            f"INSERT INTO {kv} (p, k, v) VALUES (%s, %s, %s) ON CONFLICT (p, k) DO NOTHING"
-        )
-        self.swap = f"UPDATE {kv} SET v = %s WHERE p = %s AND k = %s AND v = %s"
-        self.delete = f"DELETE FROM {kv} WHERE p = %s AND k = %s"
-        self.delete_from = f"DELETE FROM {kv} WHERE p = %s AND k >= %s"
-        self.delete_between = f"DELETE FROM {kv} WHERE p = %s AND k >= %s AND k < %s"
         self.bulk_upsert = (
             f"INSERT INTO {kv} (p, k, v) SELECT %s, r.k, r.v"
             " FROM unnest(%s::bytea[], %s::bytea[]) AS r (k, v)"
             " ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
         )
-        scan = f"SELECT k, v FROM {kv} WHERE p = %s AND k "
         self.scan = {
-            (inclusive, bounded): scan
+            (inclusive, bounded): self.select_from
             + (">= %s" if inclusive else "> %s")
             + (" AND k < %s" if bounded else "")
             + " ORDER BY k LIMIT %s"

@@ -39,6 +39,7 @@ from lakeproxy.metastore.base import (
 )
 from lakeproxy.metastore.keyset import KeysetScans
 from lakeproxy.metastore.migrations import migrate
+from lakeproxy.metastore.rowsql import RowStatements
 from lakeproxy.metastore.sqlite_writer import (
     GroupCommitWriter,
     lower_thread_priority,
@@ -57,24 +58,12 @@ _INLINE_KEYS = 16  # get_many of at most this many keys reads on the caller's th
 _INLINE_ROWS = 256  # and so does a scan page of at most this many rows
 _IN_LIST_CHUNK = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite build
 
-class _Sql:
+class _Sql(RowStatements):
     """The statements of one table (`kv` for small rows, `kvl` for large values)."""
 
     def __init__(self, table: str) -> None:
-        self.get = f"SELECT v FROM {table} WHERE p = ? AND k = ?"
-        self.upsert = (
-            f"INSERT INTO {table} (p, k, v) VALUES (?, ?, ?) "
-            "ON CONFLICT (p, k) DO UPDATE SET v = excluded.v"
-        )
-        self.insert_new = (
-            f"INSERT INTO {table} (p, k, v) VALUES (?, ?, ?) ON CONFLICT (p, k) DO NOTHING"
-        )
-        self.swap = f"UPDATE {table} SET v = ? WHERE p = ? AND k = ? AND v = ?"
-        self.delete = f"DELETE FROM {table} WHERE p = ? AND k = ?"
-        self.delete_from = f"DELETE FROM {table} WHERE p = ? AND k >= ?"
-        self.delete_between = f"DELETE FROM {table} WHERE p = ? AND k >= ? AND k < ?"
+        super().__init__(table, "?")
         self.select_in = f"SELECT k, v FROM {table} WHERE p = ? AND k IN "
-        self.select_from = f"SELECT k, v FROM {table} WHERE p = ? AND k "
 
 
 _KV, _KVL = _Sql("kv"), _Sql("kvl")

@@ -65,7 +65,8 @@ class StagingManager:
     async def put_many(
         self, partition: str, token: bytes, items: list[tuple[bytes, bytes]]
     ) -> None:
-        await self.store.put_many(partition, [(token + k, v) for k, v in items])
+        # a generator: the store builds and frees the prefixed rows a chunk at a time
+        await self.store.put_many(partition, ((token + k, v) for k, v in items))
 
     async def is_empty(self, partition: str, tokens: Sequence[bytes]) -> bool:
         for token in tokens:

@@ -54,6 +54,7 @@ _WRITER_CACHE_KIB = 16 * 1024
 _READER_CACHE_KIB = 8 * 1024
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BULK_CHUNK = 100_000
+_RELEASE_STEP = 2048  # rows a bulk load lets go of at a time (see `_release`)
 _INLINE_KEYS = 16  # get_many of at most this many keys reads on the caller's thread
 _INLINE_ROWS = 256  # and so does a scan page of at most this many rows
 _IN_LIST_CHUNK = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite build
@@ -257,6 +258,17 @@ def _put_many(
     while chunk := list(islice(rows, _BULK_CHUNK)):
         chunk.sort(key=itemgetter(0))
         conn.executemany(upsert, ((partition, key, value) for key, value in chunk))
+        _release(chunk)
+
+
+def _release(rows: list[Any]) -> None:
+    """Empty `rows` a slice at a time.
+
+    Freeing a big list at once is one C call that holds the GIL throughout (about 13 ms for
+    100k rows), so the event loop's thread would wait that long; between slices it can run.
+    """
+    while rows:
+        del rows[-_RELEASE_STEP:]
 
 
 class SqliteMetadataStore(KeysetScans):

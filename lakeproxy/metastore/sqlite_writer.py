@@ -122,6 +122,9 @@ class GroupCommitWriter:
             group, stopping = self._next_group()
             if group:
                 self._commit_guarded(group)
+            # Let go of the requests (and what their functions hold) now, while the writer is
+            # idle anyway, not when the next request arrives and someone is waiting for it.
+            del group
         leftovers: list[_Request] = []
         while True:
             try:

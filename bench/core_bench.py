@@ -5,7 +5,8 @@ the embedded SQLite store, then measures, as the median of --repeat runs:
 
     commit   commit of K staged changes on a branch of N objects
     diff     diff of two commits that differ in K keys (every page of 1000)
-    merge    merge of a branch with K changes into one of N objects
+    merge    three-way merge of a branch with K changes into a branch of N objects that has
+             K committed changes of its own (overlapping keys: the source wins)
     branch   creation of a branch (one row, whatever N)
 
 plus, once per N, the commit of N staged objects onto an empty branch (a `commit` row with
@@ -41,7 +42,7 @@ import xxhash
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lakeproxy.blockstore.provider import BlockStores
-from lakeproxy.graveler import Entry, Graveler
+from lakeproxy.graveler import Entry, Graveler, MergeStrategy
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
 from lakeproxy.server import tune_gc
 
@@ -157,10 +158,15 @@ class Bench:
             diff_s.append(time.perf_counter() - t0)
             assert total == k, (total, k)
 
+            # A true three-way merge: the destination moved too (K changes of its own, some
+            # keys in common with the source's, which the source wins), so the merged tree is
+            # built, not taken from one side.
             target = self.fresh("target")
             await self.g.create_branch(repo, target, "main")
+            await self.stage_changes(repo, target, n, k, version=1000 + r)
+            await self.g.commit(repo, target, f"{k} other changes")
             t0 = time.perf_counter()
-            await self.g.merge(repo, branch, target)
+            await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
             merge_s.append(time.perf_counter() - t0)
             merge_b.append(self.g.last_commit_stats.bytes_written)
         for op, secs, written in (("commit", commit_s, commit_b), ("diff", diff_s, None),

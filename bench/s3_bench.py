@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import html
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -50,7 +51,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -136,8 +136,32 @@ def client_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _sample_loop(roots: list[int], interval: float, stop: Any, out: Any) -> None:
+    """The sampler's own process: RSS (statm, cheap counters) every `interval`, the process
+    tree once a second, PSS once at the end (reading it makes the kernel walk the server's
+    page tables under its memory map lock, which stalls the server's page faults)."""
+    max_total = max_proc = procs = 0
+    pids = process_tree(roots)
+    n = 0
+    while True:
+        last = stop.wait(interval) or False
+        if n % 10 == 0 or last:
+            pids = process_tree(roots)
+        sizes = [rss_bytes(p) for p in pids]
+        max_total = max(max_total, sum(sizes))
+        max_proc = max(max_proc, max(sizes, default=0))
+        procs = max(procs, sum(1 for size in sizes if size))
+        n += 1
+        if last:
+            break
+    out.send((max_total, max_proc, sum(pss_bytes(p) for p in pids), procs))
+
+
 class Sampler:
-    """Samples the summed RSS of the servers' process trees every `interval` seconds."""
+    """Samples the summed RSS of the servers' process trees every `interval` seconds.
+
+    The sampling runs in a process of its own: a thread here would take the GIL from the
+    client's event loop now and then, and its pauses would show up as server latency."""
 
     def __init__(self, roots: list[int], interval: float = 0.1) -> None:
         self.roots = roots
@@ -146,39 +170,26 @@ class Sampler:
         self.max_proc = 0
         self.max_pss = 0
         self.procs = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self.cpu0 = self.cpu1 = 0.0
-
-    def _sample(self, pids: list[int]) -> None:
-        sizes = [rss_bytes(p) for p in pids]
-        self.max_total = max(self.max_total, sum(sizes))
-        self.max_proc = max(self.max_proc, max(sizes, default=0))
-        self.max_pss = max(self.max_pss, sum(pss_bytes(p) for p in pids))
-        self.procs = max(self.procs, sum(1 for s in sizes if s))
-
-    def _run(self) -> None:
-        n = 0
-        pids = process_tree(self.roots)
-        while True:
-            self._sample(pids)
-            if self._stop.wait(self.interval):
-                break
-            n += 1
-            if n % 10 == 0:  # workers are long-lived; refresh the tree once a second
-                pids = process_tree(self.roots)
-        self._sample(process_tree(self.roots))
+        ctx = multiprocessing.get_context("fork")
+        self._stop = ctx.Event()
+        self._results, sender = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=_sample_loop, args=(roots, interval, self._stop, sender), daemon=True
+        )
 
     def __enter__(self) -> Sampler:
         if self.roots:
             self.cpu0 = cpu_seconds(process_tree(self.roots))
-            self._thread.start()
+            self._process.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.roots:
             self._stop.set()
-            self._thread.join()
+            if self._results.poll(30):
+                self.max_total, self.max_proc, self.max_pss, self.procs = self._results.recv()
+            self._process.join(10)
             self.cpu1 = cpu_seconds(process_tree(self.roots))
 
     def fields(self) -> dict[str, Any]:

@@ -276,6 +276,14 @@ class LocalBlockStore:
         Raises:
             InvalidArgument: for a malformed path, or one that resolves outside the store.
         """
+        full = self._in_known_folder(path)
+        if os.path.islink(full):
+            raise InvalidArgument(f"{path!r} resolves outside the block store", path=path)
+        return full
+
+    def _in_known_folder(self, path: str) -> str:
+        """`path` inside its folder's real path, which is resolved once and remembered; the
+        last segment is not resolved (open it with O_NOFOLLOW or O_EXCL)."""
         segments = check_path(path)
         if segments[0] in _RESERVED:
             raise InvalidArgument(f"block path {path!r} uses a reserved name", path=path)
@@ -286,10 +294,7 @@ class LocalBlockStore:
             if len(self._folders) >= 4096:
                 self._folders.clear()
             self._folders[folder] = real
-        full = os.path.join(real, segments[-1])
-        if os.path.islink(full):
-            raise InvalidArgument(f"{path!r} resolves outside the block store", path=path)
-        return full
+        return os.path.join(real, segments[-1])
 
     # -- writing -----------------------------------------------------------------------
 
@@ -438,9 +443,11 @@ class LocalBlockStore:
     def _put_small(self, path: str, data: list[bytes], fresh: bool = False) -> None:
         """Store a body already in memory in one thread hop: in place when `fresh`, else
         written to a temporary file, fsynced and renamed into place."""
-        target = self._resolve(path)
-        if fresh and self._create_whole(target, data):
+        # A fresh address is created with O_EXCL, which never follows a link, so its folder's
+        # remembered real path serves; anything else is resolved in full and replaced.
+        if fresh and self._create_whole(self._in_known_folder(path), data):
             return
+        target = self._resolve(path)
         fd, tmp = self._open_temp()
         try:
             _write_synced(fd, data)

@@ -450,6 +450,8 @@ async def test_local_paths_never_escape_the_root(
     with pytest.raises(InvalidArgument):
         await store.put(path, chunked(b"planted"))
     with pytest.raises(InvalidArgument):
+        await store.put(path, chunked(b"planted"), fresh=True)
+    with pytest.raises(InvalidArgument):
         await read(store, path)
     with pytest.raises(InvalidArgument):
         await store.stat(path)

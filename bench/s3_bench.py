@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import html
+import itertools
 import json
 import multiprocessing
 import os
@@ -141,17 +142,15 @@ def _sample_loop(roots: list[int], interval: float, stop: Any, out: Any) -> None
     tree once a second, PSS once at the end (reading it makes the kernel walk the server's
     page tables under its memory map lock, which stalls the server's page faults)."""
     max_total = max_proc = procs = 0
-    pids = process_tree(roots)
-    n = 0
-    while True:
-        last = stop.wait(interval) or False
+    pids: list[int] = []
+    for n in itertools.count():
+        last = n > 0 and stop.wait(interval)
         if n % 10 == 0 or last:
             pids = process_tree(roots)
         sizes = [rss_bytes(p) for p in pids]
         max_total = max(max_total, sum(sizes))
         max_proc = max(max_proc, max(sizes, default=0))
         procs = max(procs, sum(1 for size in sizes if size))
-        n += 1
         if last:
             break
     out.send((max_total, max_proc, sum(pss_bytes(p) for p in pids), procs))
@@ -171,16 +170,17 @@ class Sampler:
         self.max_pss = 0
         self.procs = 0
         self.cpu0 = self.cpu1 = 0.0
-        ctx = multiprocessing.get_context("fork")
-        self._stop = ctx.Event()
-        self._results, sender = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=_sample_loop, args=(roots, interval, self._stop, sender), daemon=True
-        )
 
     def __enter__(self) -> Sampler:
         if self.roots:
             self.cpu0 = cpu_seconds(process_tree(self.roots))
+            ctx = multiprocessing.get_context("fork")
+            self._stop = ctx.Event()
+            self._results, sender = ctx.Pipe(duplex=False)
+            self._process = ctx.Process(
+                target=_sample_loop, args=(self.roots, self.interval, self._stop, sender),
+                daemon=True,
+            )
             self._process.start()
         return self
 

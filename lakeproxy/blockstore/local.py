@@ -458,8 +458,8 @@ class LocalBlockStore:
 
     def _create_whole(self, target: str, data: list[bytes]) -> bool:
         """Create `target`, write and fsync it, then fsync its folder; False (nothing done)
-        when `target` already exists, or the store's folder does not yet. On failure the file
-        is removed again."""
+        when `target` already exists, or the store's own folder does not exist yet. On
+        failure the file is removed again."""
         try:
             self._make_parents(target)
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

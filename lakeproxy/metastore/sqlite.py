@@ -19,6 +19,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -88,6 +89,25 @@ def connect(
     return db
 
 
+def _enable_wal(db: Database, busy_timeout: float) -> None:
+    """Switch the file to WAL, waiting up to `busy_timeout` for other openers.
+
+    Two connections switching a fresh file at once can get SQLITE_BUSY at once: SQLite does
+    not wait in its busy handler for a lock upgrade that could deadlock. Retrying is safe;
+    the switch happens once and is a no-op after that.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
 def _open_writer(path: str, synchronous: str, busy_timeout: float) -> Database:
     try:
         db = connect(
@@ -96,7 +116,7 @@ def _open_writer(path: str, synchronous: str, busy_timeout: float) -> Database:
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open the metadata database {path}: {exc}", path=path) from exc
     try:
-        db.enable_wal()
+        _enable_wal(db, busy_timeout)
         db.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         migrate(db, path)
     except sqlite3.Error as exc:

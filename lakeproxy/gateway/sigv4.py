@@ -335,6 +335,25 @@ def derive_signing_key(secret: str, date: str, region: str) -> bytes:
     return _hmac(_hmac(_hmac(k_date, region), SERVICE), TERMINATOR)
 
 
+_SIGNING_KEYS: dict[tuple[str, str, str], bytes] = {}
+_SIGNING_KEYS_MAX = 1024
+# Stands in for the secret of an access key that does not exist, so that a request naming
+# one costs what a request naming a real key costs (its signing key is cached the same way).
+_UNKNOWN_SECRET = secrets.token_hex(20)
+
+
+def cached_signing_key(secret: str | None, date: str, region: str) -> bytes:
+    """The signing key of (secret, date, region), derived once per day and region: the four
+    chained HMACs are the same for every request signed with one scope."""
+    scope = (_UNKNOWN_SECRET if secret is None else secret, date, region)
+    key = _SIGNING_KEYS.get(scope)
+    if key is None:
+        if len(_SIGNING_KEYS) >= _SIGNING_KEYS_MAX:
+            _SIGNING_KEYS.clear()
+        key = _SIGNING_KEYS[scope] = derive_signing_key(*scope)
+    return key
+
+
 def sign_hex(signing_key: bytes, string_to_sign: str) -> str:
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -651,10 +670,8 @@ async def _verify(
         ]
     )
     secret = await lookup_secret(credential.access_key_id)
-    # An unknown key costs the same derivation and HMAC as a known one.
-    key = derive_signing_key(
-        secret if secret is not None else secrets.token_hex(20), credential.date, credential.region
-    )
+    # An unknown key costs the same lookups and HMAC as a known one.
+    key = cached_signing_key(secret, credential.date, credential.region)
     expected = sign_hex(key, string_to_sign)
     require_match(key_known=secret is not None, matches=signatures_equal(expected, signature))
     return AuthContext(

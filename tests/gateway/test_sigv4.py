@@ -499,6 +499,23 @@ async def test_unknown_key() -> None:
         await signed("GET", f"{HTTP}/bucket/k", access_key="AKIDUNKNOWN").auth()
 
 
+async def test_a_changed_secret_takes_effect_at_once() -> None:
+    """Signing keys are derived once per scope, but never outlive the secret they came from:
+    after a key's secret changes, requests signed with the old one fail."""
+    wire = signed("GET", f"{HTTP}/bucket/k")
+    assert (await wire.auth()).access_key_id == AK  # the old secret's key is derived now
+
+    async def rotated(access_key: str) -> str | None:
+        return {AK: "a-new-secret-for-the-same-key"}.get(access_key)
+
+    with pytest.raises(SignatureDoesNotMatch):
+        await wire.auth(lookup_secret=rotated)
+    with pytest.raises(InvalidAccessKeyId):  # and a deleted key is unknown at once
+        await wire.auth(lookup_secret=_no_keys)
+    renewed = signed("GET", f"{HTTP}/bucket/k", secret="a-new-secret-for-the-same-key")
+    assert (await renewed.auth(lookup_secret=rotated)).access_key_id == AK
+
+
 async def test_tampered_header() -> None:
     wire = signed("GET", f"{HTTP}/bucket/k", {"Range": "bytes=0-9"})
     await wire.auth()

@@ -849,10 +849,15 @@ class Graveler(ObjectsMixin, MultipartMixin):
         except PreconditionFailed:
             return False
 
-    async def close(self) -> None:
-        """Finish background cleanup and close the stores."""
+    async def settle(self) -> None:
+        """Wait until the background cleanup started so far (and any it started) is done:
+        after a big commit, the deletion of its staged rows."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Finish background cleanup and close the stores."""
+        await self.settle()
         await self.blocks.close()
         await self.store.close()
 

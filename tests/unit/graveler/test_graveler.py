@@ -6,6 +6,7 @@ import pytest
 
 from lakeproxy import errors
 from lakeproxy.graveler import DiffType, Graveler, MergeStrategy, RefKind
+from lakeproxy.graveler.refs import Partitions
 from tests.conftest import body, keys, put, read
 
 
@@ -385,3 +386,17 @@ async def test_hidden_marks_go_with_their_branch(graveler: Graveler, repo: str) 
     await graveler.delete_repository(repo)
     await graveler.create_repository(repo)
     assert await graveler.hidden_branches(repo) == set()
+
+
+async def test_settle_waits_for_the_cleanup_a_commit_left_behind(
+    graveler: Graveler, repo: str
+) -> None:
+    for i in range(50):
+        await put(graveler, repo, "main", f"k/{i:03d}")
+    await graveler.commit(repo, "main", "fifty")
+    await graveler.settle()
+    parts = Partitions.of(await graveler.get_repository(repo))
+    # The committed token's rows and its record in the dropped list are gone, not pending.
+    assert [k async for k, _ in graveler.store.scan(parts.staging)] == []
+    assert [k async for k, _ in graveler.store.scan(parts.dropped)] == []
+    assert len(await keys(graveler, repo, "main")) == 50

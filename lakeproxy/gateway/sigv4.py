@@ -23,6 +23,7 @@ Nothing here logs, and no exception message carries a secret or a signing key.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import re
@@ -335,23 +336,22 @@ def derive_signing_key(secret: str, date: str, region: str) -> bytes:
     return _hmac(_hmac(_hmac(k_date, region), SERVICE), TERMINATOR)
 
 
-_SIGNING_KEYS: dict[tuple[str, str, str], bytes] = {}
-_SIGNING_KEYS_MAX = 1024
 # Stands in for the secret of an access key that does not exist, so that a request naming
 # one costs what a request naming a real key costs (its signing key is cached the same way).
 _UNKNOWN_SECRET = secrets.token_hex(20)
 
 
+@functools.lru_cache(maxsize=1024)
+def _remembered_signing_key(secret: str, date: str, region: str) -> bytes:
+    return derive_signing_key(secret, date, region)
+
+
 def cached_signing_key(secret: str | None, date: str, region: str) -> bytes:
     """The signing key of (secret, date, region), derived once per day and region: the four
     chained HMACs are the same for every request signed with one scope."""
-    scope = (_UNKNOWN_SECRET if secret is None else secret, date, region)
-    key = _SIGNING_KEYS.get(scope)
-    if key is None:
-        if len(_SIGNING_KEYS) >= _SIGNING_KEYS_MAX:
-            _SIGNING_KEYS.clear()
-        key = _SIGNING_KEYS[scope] = derive_signing_key(*scope)
-    return key
+    return _remembered_signing_key(
+        _UNKNOWN_SECRET if secret is None else secret, date, region
+    )
 
 
 def sign_hex(signing_key: bytes, string_to_sign: str) -> str:

@@ -61,31 +61,31 @@ class ChangeStream:
         return True
 
 
-def _touched(node: Index, ckeys: list[bytes], pos: int, rightmost: bool) -> list[NodeRef]:
-    """The children of `node` that the sorted change keys ckeys[pos:] fall in.
+def _touched(
+    node: Index, ckeys: list[bytes], lo: int, hi: int, rightmost: bool
+) -> list[tuple[NodeRef, int, int]]:
+    """The children of `node` that the sorted change keys ckeys[lo:hi] fall in, each with the
+    slice of those keys it takes.
 
-    A child takes the keys after its left sibling's last key up to its own last key (the
-    first child also those before it, the rightmost child every key past the end). One
-    binary search per touched child: the cost follows the changes, not the fan-out.
+    Every key of ckeys[lo:hi] must belong to `node`: a child takes the keys after its left
+    sibling's last key up to its own last key (the first child also those before it, the
+    rightmost child of the tree every key past the end). One binary search per touched
+    child: the cost follows the changes, not the fan-out.
     """
-    end = len(ckeys)
-    out: list[NodeRef] = []
-    if pos >= end:
-        return out
+    out: list[tuple[NodeRef, int, int]] = []
     refs, lasts = node.refs, node.lasts
-    pos = max(bisect_right(ckeys, refs[0].first, pos) - 1, 0)
     last = len(refs) - 1
     i = 0
-    while pos < end and i <= last:
-        i = bisect_left(lasts, ckeys[pos], i)
+    while lo < hi:
+        i = bisect_left(lasts, ckeys[lo], i)
         if i > last:
             if not rightmost:
-                break
+                break  # past the node's end: not its keys (the caller sliced them wrongly)
             i = last
-        nxt = end if rightmost and i == last else bisect_right(ckeys, lasts[i], pos)
+        nxt = hi if i == last else bisect_right(ckeys, lasts[i], lo, hi)
         if refs[i].count:
-            out.append(refs[i])
-        pos = nxt
+            out.append((refs[i], lo, nxt))
+        lo = nxt
         i += 1
     return out
 
@@ -94,25 +94,29 @@ async def touched_ranges(trees: TreeStore, root: Index, keys: list[bytes]) -> li
     """The ranges (level 0) of the tree under `root` that the sorted `keys` fall in, in order;
     index ranges missing from the cache are read a level at a time (one round trip each)."""
     found: list[NodeRef] = []
-    frontier: list[tuple[Index, bool]] = [(root, True)]
-    top_last = root.refs[-1].last
+    # (index range, the slice of `keys` that falls in it, whether it ends the tree)
+    frontier: list[tuple[Index, int, int, bool]] = [(root, 0, len(keys), True)]
     while frontier:
-        wanted: list[tuple[NodeRef, bool]] = []
-        for parent, right in frontier:
-            wanted += [(r, right and r.last == top_last) for r in _touched(parent, keys, 0, right)]
-        missing = [r.id for r, _ in wanted if r.level > 0 and r.id not in trees.cache]
+        wanted: list[tuple[NodeRef, int, int, bool]] = []
+        for parent, lo, hi, right in frontier:
+            end = len(parent.refs) - 1
+            wanted += [
+                (ref, a, b, right and ref is parent.refs[end])
+                for ref, a, b in _touched(parent, keys, lo, hi, right)
+            ]
+        missing = [r.id for r, *_ in wanted if r.level > 0 and r.id not in trees.cache]
         if missing:
             await trees.load_many(missing)
         elif len(keys) >= _READ_AHEAD_FROM:
             await asyncio.sleep(0)  # many keys: a level's work is a slice of its own
         frontier = []
-        for ref, right in wanted:
+        for ref, lo, hi, right in wanted:
             if ref.level == 0:
                 found.append(ref)
                 continue
             child = trees.cache.get(ref.id)
             if isinstance(child, Index):
-                frontier.append((child, right))
+                frontier.append((child, lo, hi, right))
     return found
 
 
@@ -267,8 +271,12 @@ class _Applier:
             if child.id not in self.trees.cache and child.count:
                 # Not read ahead (yet): read it with the siblings the same changes touch,
                 # in one round trip rather than one per child.
-                touched = _touched(node, changes.keys, changes.pos, rightmost)
-                await self.trees.load_many([child.id] + [r.id for r in touched if r is not child])
+                ckeys, lo = changes.keys, changes.pos
+                hi = len(ckeys) if rightmost else bisect_right(ckeys, lasts[last], lo)
+                touched = _touched(node, ckeys, lo, hi, rightmost)
+                await self.trees.load_many(
+                    [child.id] + [r.id for r, _, _ in touched if r is not child]
+                )
             await self.walk(child, rightmost and i == last)
             i += 1
 

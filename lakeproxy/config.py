@@ -49,6 +49,7 @@ class Settings:
     s3_read_timeout: float = 60.0  # seconds without a byte of an S3 answer before a retry
     default_namespace: str | None = None  # s3://bucket/prefix for new repositories
     sqlite_synchronous: str = "FULL"
+    range_cache_mb: int = 256  # encoded ranges kept in memory behind the decoded ones
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -80,6 +81,8 @@ class Settings:
             raise ConfigError("tls_key is set but tls_cert is not: give the certificate too")
         if self.ready_timeout <= 0 or self.shutdown_timeout < 0:
             raise ConfigError("ready_timeout must be positive and shutdown_timeout not negative")
+        if self.range_cache_mb < 0:
+            raise ConfigError(f"range_cache_mb must not be negative, not {self.range_cache_mb}")
         if self.s3_max_attempts < 1:
             raise ConfigError(f"s3_max_attempts must be at least 1, not {self.s3_max_attempts}")
         if self.s3_connect_timeout <= 0 or self.s3_read_timeout <= 0:

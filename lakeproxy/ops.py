@@ -148,6 +148,14 @@ class NodeCacheCollector(Collector):
                                 "Encoded bytes of the ranges held in the cache.", value=held)
         yield GaugeMetricFamily("lakeproxy_node_cache_max_bytes",
                                 "The cache's size limit.", value=cache.max_bytes)
+        encoded = getattr(cache, "_encoded", None)
+        if encoded is not None:
+            yield GaugeMetricFamily(
+                "lakeproxy_node_cache_encoded_bytes",
+                "Bytes of encoded ranges held behind the decoded ones.", value=encoded.bytes)
+            yield GaugeMetricFamily(
+                "lakeproxy_node_cache_encoded_max_bytes",
+                "The encoded tier's size limit.", value=encoded.max_bytes)
 
 
 def _lrus(cache: Any) -> list[Any]:

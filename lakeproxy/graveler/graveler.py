@@ -78,6 +78,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
         store: the metadata store.
         blocks: the provider of block stores for storage namespaces.
         cache_bytes: the size of the in-memory cache of decoded ranges.
+        encoded_cache_bytes: the size of the cache of encoded ranges behind it.
     """
 
     def __init__(
@@ -86,12 +87,13 @@ class Graveler(ObjectsMixin, MultipartMixin):
         blocks: BlockStoreProvider,
         *,
         cache_bytes: int = 48 * 1024 * 1024,
+        encoded_cache_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.blocks = blocks
         self.refs = RefManager(store)
         self.staging = StagingManager(store)
-        self.node_cache = NodeCache(cache_bytes)
+        self.node_cache = NodeCache(cache_bytes, encoded_cache_bytes)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.last_commit_stats = CommitStats(0, 0, 0)
         self._tasks: set[asyncio.Task[None]] = set()

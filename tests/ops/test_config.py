@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lakeproxy.config import ConfigError, Settings
+from lakeproxy.core import open_graveler
 from tests.server import ROOT
 
 TOML = """
@@ -78,6 +79,7 @@ def test_lake_config_names_the_file(tmp_path: Path) -> None:
         ("", {"LAKE_LOG_FORMAT": "xml"}, "log_format must be one of json, text"),
         ("", {"LAKE_ACCESS_LOG": "maybe"}, "LAKE_ACCESS_LOG"),
         ("", {"LAKE_READY_TIMEOUT": "-1"}, "ready_timeout must be positive"),
+        ("", {"LAKE_RANGE_CACHE_MB": "-1"}, "range_cache_mb must not be negative"),
     ],
 )
 def test_bad_settings_are_refused_with_their_source(
@@ -85,6 +87,15 @@ def test_bad_settings_are_refused_with_their_source(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.load(write(tmp_path, text), env=env)
+
+
+async def test_range_cache_size_reaches_the_core(tmp_path: Path) -> None:
+    settings = Settings.load(None, {"LAKE_RANGE_CACHE_MB": "3"}, data_dir=tmp_path)
+    g = await open_graveler(settings)
+    try:
+        assert g.node_cache.encoded_max_bytes == 3 * 1024 * 1024
+    finally:
+        await g.close()
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:

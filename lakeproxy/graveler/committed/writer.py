@@ -174,10 +174,13 @@ class TreeWriter:
         raw = encode_leaf(keys, values)
         ref = NodeRef(node_id(raw), keys[0], keys[-1], len(keys), len(raw), 0)
         self._store(ref.id, raw)
-        # New ranges are read again soon (diff, merge, reads), but only those of a small
-        # change: a big one would push out the ranges its own walk has read ahead.
-        if self.cache is not None and self.bytes_written <= _CACHED_NEW_BYTES:
-            self.cache.put(ref.id, Leaf(tuple(keys), tuple(values)), len(raw))
+        # New ranges are read again soon (diff, merge, reads, the next commit). Decoded only
+        # those of a small change: a big one would push out of the decoded tier the ranges
+        # its own walk has read ahead.
+        if self.cache is not None:
+            self.cache.put_encoded(ref.id, raw)
+            if self.bytes_written <= _CACHED_NEW_BYTES:
+                self.cache.put_decoded(ref.id, Leaf(tuple(keys), tuple(values)), len(raw))
         self._keys, self._values = [], []
         self._push(1, ref)
 
@@ -208,7 +211,8 @@ class TreeWriter:
         )
         self._store(ref.id, raw)
         if self.cache is not None:
-            self.cache.put(ref.id, Index(level, refs, [r.last for r in refs]), len(raw))
+            self.cache.put_encoded(ref.id, raw)
+            self.cache.put_decoded(ref.id, Index(level, refs, [r.last for r in refs]), len(raw))
         self._push(level + 1, ref)
 
     def _store(self, nid: bytes, raw: bytes) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 
+import msgpack
 import pytest
 
 from lakeproxy.errors import MergeConflict
@@ -11,7 +13,7 @@ from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
 from lakeproxy.graveler.committed.cursor import TreeCursor
 from lakeproxy.graveler.committed.diff import diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
-from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
+from lakeproxy.graveler.committed.tree import EMPTY_ROOT, Index, NodeCache, NodeRef, TreeStore
 from lakeproxy.graveler.committed.writer import Shape
 from lakeproxy.graveler.model import MergeStrategy
 from lakeproxy.metastore.memory import MemoryMetadataStore
@@ -100,6 +102,83 @@ async def test_small_commit_rewrites_few_ranges(trees: TreeStore) -> None:
     # Ten changed values: ten ranges plus the index ranges on their paths, nothing else.
     assert writer.nodes_written <= 10 + 2 * 10 + 1
     assert writer.bytes_written < base.nbytes // 8
+
+
+async def test_small_change_on_a_cold_cache_reads_only_the_ranges_it_rewrites() -> None:
+    """Ten changed keys on a tree of four index levels, nothing cached: the ranges read are
+    exactly the ones holding those keys, not also the first child of every index range on
+    their paths."""
+    store = MemoryMetadataStore()
+    n = 300_000
+    base = await build(TreeStore(store, "nodes", NodeCache()), EMPTY_ROOT,
+                       {b"key%06d" % i: value(i) for i in range(n)}, SMALL)
+    assert base.level >= 4
+    keys = sorted(b"key%06d" % i for i in random.Random(5).sample(range(n), 10))
+    cold = TreeStore(store, "nodes", NodeCache(max_bytes=64 * 1024, encoded_bytes=0))
+    read: list[bytes] = []
+    get, get_many = store.get, store.get_many
+
+    async def counting_get(partition: str, key: bytes) -> bytes | None:
+        read.append(key)
+        return await get(partition, key)
+
+    async def counting_get_many(partition: str, wanted: list[bytes]) -> dict[bytes, bytes]:
+        read.extend(wanted)
+        return await get_many(partition, wanted)
+
+    store.get, store.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
+    root, _ = await apply_changes(
+        cold, base, ChangeStream.from_lists(keys, [value(n + 1)] * len(keys)), SMALL
+    )
+    store.get, store.get_many = get, get_many  # type: ignore[method-assign]
+    ranges_read = set()
+    for nid in read:
+        raw = await get("nodes", nid)
+        assert raw is not None
+        if msgpack.unpackb(raw)[0] == 0:
+            ranges_read.add(nid)
+    holding = set()
+    for key in keys:
+        node = await cold.load(base.id)
+        while isinstance(node, Index):
+            ref = node.refs[min(bisect.bisect_left(node.lasts, key), len(node.refs) - 1)]
+            node = await cold.load(ref.id)
+            last = ref
+        holding.add(last.id)
+    assert ranges_read == holding
+    assert root.count == n
+
+
+@pytest.mark.parametrize("encoded_bytes", [0, 64 * 1024 * 1024])
+async def test_ranges_pushed_out_of_the_decoded_tier_stay_encoded(encoded_bytes: int) -> None:
+    """With a decoded tier far smaller than the tree, a walk of the whole tree is answered
+    from the encoded tier (no store read); without one, every range is read again."""
+    store = MemoryMetadataStore()
+    cache = NodeCache(max_bytes=64 * 1024, encoded_bytes=encoded_bytes)
+    trees = TreeStore(store, "nodes", cache)
+    items = {b"key%06d" % i: value(i) for i in range(20_000)}
+    root = await build(trees, EMPTY_ROOT, dict(items), Shape())
+    reads = 0
+    get, get_many = store.get, store.get_many
+
+    async def counting_get(partition: str, key: bytes) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        return await get(partition, key)
+
+    async def counting_get_many(partition: str, wanted: list[bytes]) -> dict[bytes, bytes]:
+        nonlocal reads
+        reads += len(wanted)
+        return await get_many(partition, wanted)
+
+    store.get, store.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
+    assert await contents(trees, root) == items
+    if encoded_bytes:
+        assert reads == 0
+        assert cache._encoded.bytes <= encoded_bytes
+    else:
+        assert reads > root.nbytes // (64 * 1024)
+    assert cache._leaves.bytes + cache._index.bytes <= 64 * 1024
 
 
 async def test_big_change_reads_ranges_ahead_in_round_trips() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import msgpack
 import pytest
@@ -49,6 +51,27 @@ async def contents(trees: TreeStore, root: NodeRef) -> dict[bytes, bytes]:
         if not keys:
             return out
         out.update(zip(keys, values, strict=True))
+
+
+@contextmanager
+def counting_reads(store: MemoryMetadataStore) -> Iterator[list[bytes]]:
+    """Record the key of every value read from `store` while inside."""
+    read: list[bytes] = []
+    get, get_many = store.get, store.get_many
+
+    async def counting_get(partition: str, key: bytes) -> bytes | None:
+        read.append(key)
+        return await get(partition, key)
+
+    async def counting_get_many(partition: str, wanted: list[bytes]) -> dict[bytes, bytes]:
+        read.extend(wanted)
+        return await get_many(partition, wanted)
+
+    store.get, store.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
+    try:
+        yield read
+    finally:
+        store.get, store.get_many = get, get_many  # type: ignore[method-assign]
 
 
 async def test_random_apply_matches_a_dict(trees: TreeStore) -> None:
@@ -115,25 +138,13 @@ async def test_small_change_on_a_cold_cache_reads_only_the_ranges_it_rewrites() 
     assert base.level >= 4
     keys = sorted(b"key%06d" % i for i in random.Random(5).sample(range(n), 10))
     cold = TreeStore(store, "nodes", NodeCache(max_bytes=64 * 1024, encoded_bytes=0))
-    read: list[bytes] = []
-    get, get_many = store.get, store.get_many
-
-    async def counting_get(partition: str, key: bytes) -> bytes | None:
-        read.append(key)
-        return await get(partition, key)
-
-    async def counting_get_many(partition: str, wanted: list[bytes]) -> dict[bytes, bytes]:
-        read.extend(wanted)
-        return await get_many(partition, wanted)
-
-    store.get, store.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
-    root, _ = await apply_changes(
-        cold, base, ChangeStream.from_lists(keys, [value(n + 1)] * len(keys)), SMALL
-    )
-    store.get, store.get_many = get, get_many  # type: ignore[method-assign]
+    with counting_reads(store) as read:
+        root, _ = await apply_changes(
+            cold, base, ChangeStream.from_lists(keys, [value(n + 1)] * len(keys)), SMALL
+        )
     ranges_read = set()
     for nid in read:
-        raw = await get("nodes", nid)
+        raw = await store.get("nodes", nid)
         assert raw is not None
         if msgpack.unpackb(raw)[0] == 0:
             ranges_read.add(nid)
@@ -152,32 +163,19 @@ async def test_small_change_on_a_cold_cache_reads_only_the_ranges_it_rewrites() 
 @pytest.mark.parametrize("encoded_bytes", [0, 64 * 1024 * 1024])
 async def test_ranges_pushed_out_of_the_decoded_tier_stay_encoded(encoded_bytes: int) -> None:
     """With a decoded tier far smaller than the tree, a walk of the whole tree is answered
-    from the encoded tier (no store read); without one, every range is read again."""
+    from the encoded tier (no store read); without one, ranges are read from the store again."""
     store = MemoryMetadataStore()
     cache = NodeCache(max_bytes=64 * 1024, encoded_bytes=encoded_bytes)
     trees = TreeStore(store, "nodes", cache)
     items = {b"key%06d" % i: value(i) for i in range(20_000)}
     root = await build(trees, EMPTY_ROOT, dict(items), Shape())
-    reads = 0
-    get, get_many = store.get, store.get_many
-
-    async def counting_get(partition: str, key: bytes) -> bytes | None:
-        nonlocal reads
-        reads += 1
-        return await get(partition, key)
-
-    async def counting_get_many(partition: str, wanted: list[bytes]) -> dict[bytes, bytes]:
-        nonlocal reads
-        reads += len(wanted)
-        return await get_many(partition, wanted)
-
-    store.get, store.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
-    assert await contents(trees, root) == items
+    with counting_reads(store) as read:
+        assert await contents(trees, root) == items
     if encoded_bytes:
-        assert reads == 0
+        assert not read
         assert cache._encoded.bytes <= encoded_bytes
     else:
-        assert reads > root.nbytes // (64 * 1024)
+        assert len(read) > root.nbytes // (64 * 1024)
     assert cache._leaves.bytes + cache._index.bytes <= 64 * 1024
 
 
@@ -257,20 +255,9 @@ async def test_diff_skips_shared_ranges(trees: TreeStore) -> None:
                        Shape())
     changed = await build(trees, base, {b"key010000": value(99)}, Shape())
     trees.cache = NodeCache()  # cold: every node the diff opens is read from the store
-    reads: list[bytes] = []
-    store = trees.store
-    get, get_many = store.get, store.get_many
-
-    async def counting_get(partition: str, key: bytes) -> bytes | None:
-        reads.append(key)
-        return await get(partition, key)
-
-    async def counting_get_many(partition: str, keys: list[bytes]) -> dict[bytes, bytes]:
-        reads.extend(keys)
-        return await get_many(partition, keys)
-
-    store.get, store.get_many = counting_get, counting_get_many  # type: ignore[method-assign]
-    diff = [c async for c in diff_trees(trees, base, changed)]
+    assert isinstance(trees.store, MemoryMetadataStore)
+    with counting_reads(trees.store) as reads:
+        diff = [c async for c in diff_trees(trees, base, changed)]
     assert [c[0] for c in diff] == [b"key010000"]
     # The roots, then on each side only the nodes on the path to the changed range.
     assert len(reads) == 2 * (base.level + 1)

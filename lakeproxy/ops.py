@@ -143,24 +143,17 @@ class NodeCacheCollector(Collector):
             "lakeproxy_node_cache_hit_ratio",
             "hits / (hits + misses) since the process started (1 before any lookup).",
             value=hits / (hits + misses) if hits + misses else 1.0)
-        held = sum(lru.bytes for lru in _lrus(cache))
         yield GaugeMetricFamily("lakeproxy_node_cache_bytes",
-                                "Encoded bytes of the ranges held in the cache.", value=held)
+                                "Encoded bytes of the ranges held in the cache.",
+                                value=cache.decoded_held_bytes)
         yield GaugeMetricFamily("lakeproxy_node_cache_max_bytes",
                                 "The cache's size limit.", value=cache.max_bytes)
-        encoded = getattr(cache, "_encoded", None)
-        if encoded is not None:
-            yield GaugeMetricFamily(
-                "lakeproxy_node_cache_encoded_bytes",
-                "Bytes of encoded ranges held behind the decoded ones.", value=encoded.bytes)
-            yield GaugeMetricFamily(
-                "lakeproxy_node_cache_encoded_max_bytes",
-                "The encoded tier's size limit.", value=encoded.max_bytes)
-
-
-def _lrus(cache: Any) -> list[Any]:
-    return [lru for lru in (getattr(cache, "_leaves", None), getattr(cache, "_index", None))
-            if lru is not None]
+        yield GaugeMetricFamily(
+            "lakeproxy_node_cache_encoded_bytes",
+            "Bytes of encoded ranges held behind the decoded ones.", value=cache.encoded_held_bytes)
+        yield GaugeMetricFamily(
+            "lakeproxy_node_cache_encoded_max_bytes",
+            "The encoded tier's size limit.", value=cache.encoded_max_bytes)
 
 
 # Readiness

@@ -163,13 +163,26 @@ class NodeCache:
         self, max_bytes: int = 48 * 1024 * 1024, encoded_bytes: int = 256 * 1024 * 1024
     ) -> None:
         self.max_bytes = max_bytes
-        self.encoded_max_bytes = encoded_bytes
         self._index = _Lru(max_bytes // 6)
         self._leaves = _Lru(max_bytes - max_bytes // 6)
         self._encoded = _Lru(encoded_bytes)
         self.roots: OrderedDict[bytes, NodeRef] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    @property
+    def decoded_held_bytes(self) -> int:
+        """Encoded size of the nodes held decoded (at most `max_bytes`)."""
+        return self._leaves.bytes + self._index.bytes
+
+    @property
+    def encoded_held_bytes(self) -> int:
+        """Size of the encodings held in the encoded tier."""
+        return self._encoded.bytes
+
+    @property
+    def encoded_max_bytes(self) -> int:
+        return self._encoded.max_bytes
 
     def remember_root(self, ref: NodeRef) -> None:
         """Keep the reference of a snapshot root (immutable, tiny) for `TreeStore.root`."""
@@ -204,13 +217,9 @@ class NodeCache:
         return None
 
     def put(self, key: bytes, node: Node, raw: bytes) -> None:
-        """Cache a node read from the store (both tiers)."""
+        """Cache a node in both tiers."""
         self._decoded(node).put(key, node, len(raw))
         self._encoded.put(key, raw, len(raw))
-
-    def put_decoded(self, key: bytes, node: Node, size: int) -> None:
-        """Cache a decoded node only (its encoding went to `put_encoded` already)."""
-        self._decoded(node).put(key, node, size)
 
     def put_encoded(self, key: bytes, raw: bytes) -> None:
         """Cache a node's encoding only: it is decoded when first asked for."""

@@ -178,9 +178,10 @@ class TreeWriter:
         # those of a small change: a big one would push out of the decoded tier the ranges
         # its own walk has read ahead.
         if self.cache is not None:
-            self.cache.put_encoded(ref.id, raw)
             if self.bytes_written <= _CACHED_NEW_BYTES:
-                self.cache.put_decoded(ref.id, Leaf(tuple(keys), tuple(values)), len(raw))
+                self.cache.put(ref.id, Leaf(tuple(keys), tuple(values)), raw)
+            else:
+                self.cache.put_encoded(ref.id, raw)
         self._keys, self._values = [], []
         self._push(1, ref)
 
@@ -211,8 +212,7 @@ class TreeWriter:
         )
         self._store(ref.id, raw)
         if self.cache is not None:
-            self.cache.put_encoded(ref.id, raw)
-            self.cache.put_decoded(ref.id, Index(level, refs, [r.last for r in refs]), len(raw))
+            self.cache.put(ref.id, Index(level, refs, [r.last for r in refs]), raw)
         self._push(level + 1, ref)
 
     def _store(self, nid: bytes, raw: bytes) -> None:

@@ -59,6 +59,7 @@ _RELEASE_STEP = 2048  # rows a bulk load lets go of at a time (see `_release`)
 _INLINE_KEYS = 16  # get_many of at most this many keys reads on the caller's thread
 _INLINE_ROWS = 256  # and so does a scan page of at most this many rows
 _IN_LIST_CHUNK = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite build
+_ROWS_PER_INSERT = 256  # rows of a bulk load bound into one statement (768 parameters)
 
 class _Sql(RowStatements):
     """The statements of one table (`kv` for small rows, `kvl` for large values)."""
@@ -66,6 +67,15 @@ class _Sql(RowStatements):
     def __init__(self, table: str) -> None:
         super().__init__(table, "?")
         self.select_in = f"SELECT k, v FROM {table} WHERE p = ? AND k IN "
+        self._upserts: dict[int, str] = {}
+
+    def upsert_rows(self, count: int) -> str:
+        """The upsert of `count` rows in one statement (later rows win over earlier ones)."""
+        sql = self._upserts.get(count)
+        if sql is None:
+            rows = ", ".join(["(?, ?, ?)"] * count)
+            sql = self._upserts[count] = self.upsert.replace("(?, ?, ?)", rows, 1)
+        return sql
 
 
 _KV, _KVL = _Sql("kv"), _Sql("kvl")
@@ -273,11 +283,21 @@ def _put_many(
     # Sorting each chunk turns random b-tree inserts into mostly sequential ones (about twice
     # as fast for keys in random order, free for sorted ones); the sort is stable, so the last
     # of duplicate keys still wins. Memory is bounded by one chunk, whatever `items` is.
+    #
+    # Rows go in a few hundred per statement, not one per step of `executemany`: after each
+    # statement this thread must take the GIL back, and while the event loop's thread is busy
+    # (the commit that produces these rows) each such wait can last until that thread next
+    # blocks or pauses. Measured with the loop's thread busy in 2 ms slices: 108 MB of ranges
+    # took 8.1 s in single-row statements and 0.9 s in these (0.65 s with the loop idle).
     rows = iter(items)
-    upsert = _sql(partition).upsert
+    sql = _sql(partition)
     while chunk := list(islice(rows, _BULK_CHUNK)):
         chunk.sort(key=itemgetter(0))
-        conn.executemany(upsert, ((partition, key, value) for key, value in chunk))
+        for lo in range(0, len(chunk), _ROWS_PER_INSERT):
+            part = chunk[lo : lo + _ROWS_PER_INSERT]
+            conn.execute(
+                sql.upsert_rows(len(part)), [x for kv in part for x in (partition, *kv)]
+            )
         _release(chunk)
 
 

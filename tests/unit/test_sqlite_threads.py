@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import threading
+import time
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lakeproxy.metastore.sqlite import SqliteMetadataStore
+from lakeproxy.metastore.sqlite import SqliteMetadataStore, _put_many
 from lakeproxy.metastore.sqlite_writer import HELPER_NICENESS
+from lakeproxy.pause import pause
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="niceness is per thread on Linux")
 
@@ -65,3 +70,64 @@ async def test_a_finished_bulk_write_is_let_go_of_before_the_next_request(tmp_pa
         assert await store.get("p", b"k04999") == b"v"
     finally:
         await store.close()
+
+
+async def _busy_until(done: asyncio.Future[Any], step: Callable[[], Awaitable[None]]) -> int:
+    """Run 1 ms slices of CPU work on the loop's thread, `step` between two, until `done`
+    (at most 3000 slices); returns how many ran."""
+    slices = 0
+    while not done.done() and slices < 3000:
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.001:
+            pass
+        await step()
+        slices += 1
+    return slices
+
+
+@linux_only
+async def test_store_threads_get_the_gil_while_the_loop_is_busy_between_pauses(
+    tmp_path: Path,
+) -> None:
+    # A reader thread takes the GIL back after every row it reads, a writer after every
+    # statement. Between slices of a busy loop's work, `asyncio.sleep(0)` left them waiting
+    # for the whole of it (a scan of 4000 rows was still unread after 3000 slices);
+    # `pause()` lets them through.
+    store = await SqliteMetadataStore.open(tmp_path / "metadata.db")
+    try:
+        await store.put_many("p", [(b"k%05d" % i, b"v" * 100) for i in range(4000)])
+
+        async def scan() -> int:
+            return sum([len(rows) async for rows in store.scan_batches("p", batch_size=4000)])
+
+        for _ in range(3):
+            read = asyncio.ensure_future(scan())
+            slices = await _busy_until(read, pause)
+            assert await read == 4000
+            assert slices < 1000, f"the scan waited {slices} slices of the loop's work"
+            written = asyncio.ensure_future(
+                store.put_many("q", [(b"k%05d" % i, b"v" * 100) for i in range(4000)])
+            )
+            slices = await _busy_until(written, pause)
+            await written
+            assert slices < 1000, f"the bulk write waited {slices} slices of the loop's work"
+    finally:
+        await store.close()
+
+
+def test_a_bulk_load_runs_a_statement_per_few_hundred_rows(tmp_path: Path) -> None:
+    # Each statement is a point where the writer thread must take the GIL back.
+    store = asyncio.run(SqliteMetadataStore.open(tmp_path / "metadata.db"))
+    asyncio.run(store.close())
+    conn = sqlite3.connect(tmp_path / "metadata.db", isolation_level=None)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    rows = [(b"k%05d" % i, b"v") for i in reversed(range(3000))] + [(b"k00001", b"last")]
+    conn.execute("BEGIN")
+    _put_many(conn, "p", iter(rows))
+    conn.execute("COMMIT")
+    conn.set_trace_callback(None)
+    assert len(statements) <= 2 + 3001 // 256 + 1
+    found = dict(conn.execute("SELECT k, v FROM kv WHERE p = 'p'").fetchall())
+    assert len(found) == 3000 and found[b"k00001"] == b"last"
+    conn.close()

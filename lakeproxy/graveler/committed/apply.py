@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
 from lakeproxy.graveler.committed.writer import DEFAULT_SHAPE, Shape, TreeWriter
 from lakeproxy.graveler.model import IDENTITY_BYTES
+from lakeproxy.pause import pause
 
 # A change is (key, encoded entry) or (key, None) for a removal.
 ChangeBatch = tuple[list[bytes], list[bytes | None]]
@@ -296,8 +297,20 @@ class _Applier:
             for task in writes:
                 task.cancel()
 
+    async def pause_if_due(self) -> None:
+        """Let the event loop and the store's threads (reading and writing for this walk)
+        run, once the walk has worked `_YIELD_AFTER` since it last did."""
+        if time.perf_counter() - self.worked_since >= _YIELD_AFTER:
+            if self.writer.pending_bytes >= _FLUSH_BYTES:  # a long run of new keys
+                await self.flush()
+            await pause()
+            self.worked_since = time.perf_counter()
+
     async def merge_leaf(self, leaf: Leaf, bound: bytes | None) -> None:
         """Merge the changes up to `bound` (all remaining when None) into one range."""
+        if bound is not None and await self.changes.fill() and self._replace_values(leaf, bound):
+            await self.pause_if_due()
+            return
         keys, vals = leaf.keys, leaf.values
         n = len(keys)
         i = 0
@@ -334,15 +347,43 @@ class _Applier:
             changes.count += pos - start
             changes.pos = pos
             # Time, not a count of changes: sparse changes carry many unchanged entries each.
-            if time.perf_counter() - self.worked_since >= _YIELD_AFTER:
-                if writer.pending_bytes >= _FLUSH_BYTES:  # a long run of new keys
-                    await self.flush()
-                await asyncio.sleep(0)
-                self.worked_since = time.perf_counter()
+            await self.pause_if_due()
             if stop:
                 break
         if i < n:
             writer.add_range_run(keys, vals, i, n)
+
+    def _replace_values(self, leaf: Leaf, bound: bytes) -> bool:
+        """Rewrite a range whose changes up to `bound` all replace entries of keys it holds,
+        without merging key by key; False (and nothing done) for any other range.
+
+        Boundaries depend only on the keys, and the range starts a new one (nothing is
+        pending before it) as it did when it was built: its keys are the same, so its bounds
+        are too, and only the changed values need writing in.
+        """
+        changes, writer = self.changes, self.writer
+        ckeys, cvals, pos = changes.keys, changes.values, changes.pos
+        # The range's changes must all be in this batch, and the range must start a new one.
+        if not ckeys[-1] > bound or not writer.at_range_start():
+            return False
+        end = bisect_right(ckeys, bound, pos)
+        keys = leaf.keys
+        values: list[bytes] | None = None
+        i = 0
+        for c in range(pos, end):
+            new = cvals[c]
+            i = bisect_left(keys, ckeys[c], i)
+            if new is None or i == len(keys) or keys[i] != ckeys[c]:
+                return False  # a removal or a new key: boundaries may move
+            old = leaf.values[i]
+            if old[:IDENTITY_BYTES] != new[:IDENTITY_BYTES]:  # else no change: keep the entry
+                if values is None:
+                    values = list(leaf.values)
+                values[i] = new
+        writer.add_whole_range(keys, leaf.values if values is None else values)
+        changes.count += end - pos
+        changes.pos = end
+        return True
 
 
 async def apply_changes(

@@ -9,6 +9,7 @@ so a commit costs O(changes), and unchanged stretches keep their ids across comm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xxhash import xxh3_64_intdigest
@@ -71,6 +72,17 @@ class TreeWriter:
             return False
         levels = self._levels
         return all(not levels[i] for i in range(1, min(level, len(levels) - 1) + 1))
+
+    def at_range_start(self) -> bool:
+        """True when no entry is pending: the next one starts a new range."""
+        return not self._keys
+
+    def add_whole_range(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
+        """Append the entries of a whole range, at a range start: `keys` are those of a
+        stored range (not the tree's last) built with this writer's shape, so they end a
+        range exactly where they end."""
+        self._keys, self._values = list(keys), list(values)
+        self._emit_leaf()
 
     def add(self, key: bytes, value: bytes) -> None:
         """Append one entry (keys must arrive in ascending order)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import msgpack
@@ -16,7 +16,7 @@ from lakeproxy.graveler.committed.cursor import TreeCursor
 from lakeproxy.graveler.committed.diff import diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
 from lakeproxy.graveler.committed.tree import EMPTY_ROOT, Index, NodeCache, NodeRef, TreeStore
-from lakeproxy.graveler.committed.writer import Shape
+from lakeproxy.graveler.committed.writer import Shape, TreeWriter
 from lakeproxy.graveler.model import MergeStrategy
 from lakeproxy.metastore.memory import MemoryMetadataStore
 
@@ -112,6 +112,60 @@ async def test_shape_depends_on_content_not_history(trees: TreeStore) -> None:
     for start in range(0, len(keys), 250):
         stepwise = await build(trees, stepwise, {k: items[k] for k in keys[start:start + 250]})
     assert stepwise.id == one_go.id
+
+
+async def test_values_rewritten_in_place_give_the_tree_a_fresh_build_gives(
+    trees: TreeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ranges whose changes only replace values are rewritten whole, without merging key by
+    # key; mixed with removals, new keys and changes split across batches (where that
+    # shortcut must not be taken), the result must still be the tree built from scratch.
+    whole: list[int] = []
+    add_whole_range = TreeWriter.add_whole_range
+
+    def counting(self: TreeWriter, keys: list[bytes], values: list[bytes]) -> None:
+        whole.append(len(keys))
+        add_whole_range(self, keys, values)
+
+    monkeypatch.setattr(TreeWriter, "add_whole_range", counting)
+    rnd = random.Random(11)
+    model = {b"key%05d" % i: value(i) for i in range(0, 6000, 2)}
+    root = await build(trees, EMPTY_ROOT, dict(model))
+    for step in range(40):
+        changes: dict[bytes, bytes | None] = {}
+        for key in rnd.sample(sorted(model), rnd.choice([1, 30, 600, len(model)])):
+            # a new value, or the same identity with another body (kept as it was)
+            changes[key] = model[key][:8] + b"other" if rnd.random() < 0.2 else value(
+                rnd.randrange(10**6))
+        if step % 4 == 3:
+            for _ in range(5):
+                key = b"key%05d" % rnd.randrange(6000)
+                changes[key] = None if key in model else value(rnd.randrange(10**6))
+        keys = sorted(changes)
+        cuts = sorted(rnd.sample(range(1, len(keys)), min(3, len(keys) - 1)))
+        batches = [
+            (keys[a:b], [changes[k] for k in keys[a:b]])
+            for a, b in zip([0, *cuts], [*cuts, len(keys)], strict=True)
+        ]
+        root, writer = await apply_changes(trees, root, ChangeStream(_batches(batches)), SMALL)
+        await trees.write(writer.take_pending())
+        for key, new in changes.items():
+            if new is None:
+                model.pop(key, None)
+            elif key not in model or model[key][:8] != new[:8]:
+                model[key] = new
+        assert await contents(trees, root) == model
+        fresh = await build(TreeStore(MemoryMetadataStore(), "nodes", NodeCache()),
+                            EMPTY_ROOT, dict(model))
+        assert root.id == fresh.id, step
+    assert len(whole) > 100  # the shortcut was taken
+
+
+async def _batches(
+    batches: list[tuple[list[bytes], list[bytes | None]]],
+) -> AsyncIterator[tuple[list[bytes], list[bytes | None]]]:
+    for batch in batches:
+        yield batch
 
 
 async def test_small_commit_rewrites_few_ranges(trees: TreeStore) -> None:

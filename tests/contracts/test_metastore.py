@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -119,6 +120,31 @@ async def test_get_many_with_more_keys_than_one_query_takes(store: MetadataStore
     await store.put_many("p", items)
     wanted = [b"k%05d" % i for i in range(2400)]
     assert await store.get_many("p", wanted) == dict(items)
+
+
+@pytest.mark.parametrize("partition", ["p", "repo/n"])  # small rows; large values
+async def test_any_bytes_come_back_exactly_from_reads_of_many_rows(
+    store: MetadataStore, partition: str
+) -> None:
+    # NULs, invalid UTF-8, empty values and values of many KiB, read a few at a time (on the
+    # caller's thread) and many at a time (on a store thread, packed into one row per query).
+    rnd = random.Random(5)
+    items = {
+        bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 40))): rnd.randbytes(
+            rnd.choice([0, 1, 3, 100, 9000])
+        )
+        for _ in range(1500)
+    }
+    items[b"\x00"] = b""
+    items[b"\xff\xfe\x00\xc3"] = b"\x00\xc3\x28\xff" * 300
+    await store.put_many(partition, list(items.items()))
+    keys = sorted(items)
+    for wanted in (keys[:5], keys, [*keys[::3], b"\xffmissing"]):
+        expected = {k: items[k] for k in wanted if k in items}
+        assert await store.get_many(partition, wanted) == expected
+    for batch_size in (100, 1000):
+        scanned = [kv async for kv in store.scan(partition, batch_size=batch_size)]
+        assert scanned == sorted(items.items())
 
 
 async def test_get_multi_reads_records_of_many_partitions_in_order(store: MetadataStore) -> None:

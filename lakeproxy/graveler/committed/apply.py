@@ -18,8 +18,9 @@ ChangeBatch = tuple[list[bytes], list[bytes | None]]
 
 _FLUSH_BYTES = 4 * 1024 * 1024
 _WRITES_IN_FLIGHT = 2
-_READ_CHUNK = 64  # ranges read in one round trip by the read-ahead
-_READ_AHEAD = 256  # ranges the read-ahead may be past the one being rewritten
+_READ_CHUNK = 256  # ranges read in one round trip by the read-ahead
+_READS_IN_FLIGHT = 2  # round trips of the read-ahead at a time
+_READ_AHEAD = 768  # ranges the read-ahead may be past the one being rewritten
 _READ_AHEAD_FROM = 256  # changes in a batch for the read-ahead to start
 _STRETCH = 64  # changes merged between two looks at the clock
 _YIELD_AFTER = 0.002  # seconds of work after which the walk lets the event loop run
@@ -204,19 +205,26 @@ class _ReadAhead:
                 await self._loader
 
     async def _load(self) -> None:
-        root = await self.trees.load(self.base.id)
-        while (keys := await self._queue.get()) is not None and isinstance(root, Index):
-            ranges = await touched_ranges(self.trees, root, keys)
-            for lo in range(0, len(ranges), _READ_CHUNK):
-                behind = lo - _READ_AHEAD
-                while behind >= 0 and not self.done and self.walked < ranges[behind].last:
-                    self._progress.clear()
-                    await self._progress.wait()
-                if self.done:
-                    return
-                chunk = ranges[lo : lo + _READ_CHUNK]
-                await self.trees.load_many([r.id for r in chunk])
-                await asyncio.sleep(0)  # even when every one was cached already
+        reads: list[asyncio.Task[None]] = []
+        try:
+            root = await self.trees.load(self.base.id)
+            while (keys := await self._queue.get()) is not None and isinstance(root, Index):
+                ranges = await touched_ranges(self.trees, root, keys)
+                for lo in range(0, len(ranges), _READ_CHUNK):
+                    behind = lo - _READ_AHEAD
+                    while behind >= 0 and not self.done and self.walked < ranges[behind].last:
+                        self._progress.clear()
+                        await self._progress.wait()
+                    if self.done:
+                        return
+                    if len(reads) >= _READS_IN_FLIGHT:
+                        await reads.pop(0)
+                    ids = [r.id for r in ranges[lo : lo + _READ_CHUNK]]
+                    reads.append(asyncio.create_task(self.trees.load_many(ids)))
+                    await asyncio.sleep(0)  # even when every one was cached already
+        finally:
+            for read in reads:
+                read.cancel()
 
 
 class _Applier:
@@ -359,7 +367,8 @@ class _Applier:
 
         Boundaries depend only on the keys, and the range starts a new one (nothing is
         pending before it) as it did when it was built: its keys are the same, so its bounds
-        are too, and only the changed values need writing in.
+        are too, and only the changed values need writing in. Keys still in their stored
+        form (a shared prefix and suffixes) are searched and written back in it.
         """
         changes, writer = self.changes, self.writer
         ckeys, cvals, pos = changes.keys, changes.values, changes.pos
@@ -367,20 +376,26 @@ class _Applier:
         if not ckeys[-1] > bound or not writer.at_range_start():
             return False
         end = bisect_right(ckeys, bound, pos)
-        keys = leaf.keys
+        prefix, names = leaf.prefix, leaf.suffixes
+        if names is None:
+            prefix, names = b"", leaf.keys
+        cut = len(prefix)
+        old_values = leaf.values
         values: list[bytes] | None = None
         i = 0
         for c in range(pos, end):
-            new = cvals[c]
-            i = bisect_left(keys, ckeys[c], i)
-            if new is None or i == len(keys) or keys[i] != ckeys[c]:
-                return False  # a removal or a new key: boundaries may move
-            old = leaf.values[i]
-            if old[:IDENTITY_BYTES] != new[:IDENTITY_BYTES]:  # else no change: keep the entry
+            key, new = ckeys[c], cvals[c]
+            if new is None or not key.startswith(prefix):
+                return False  # a removal, or a key that is not in the range
+            name = key[cut:]
+            i = bisect_left(names, name, i)
+            if i == len(names) or names[i] != name:
+                return False  # a new key: boundaries may move
+            if old_values[i][:IDENTITY_BYTES] != new[:IDENTITY_BYTES]:  # else keep the entry
                 if values is None:
-                    values = list(leaf.values)
+                    values = list(old_values)
                 values[i] = new
-        writer.add_whole_range(keys, leaf.values if values is None else values)
+        writer.add_stored_range(leaf, old_values if values is None else values)
         changes.count += end - pos
         changes.pos = end
         return True

@@ -39,17 +39,45 @@ class NodeRef:
         return self.id.hex()
 
 
-@dataclass(frozen=True, slots=True)
 class Leaf:
     """A decoded range: parallel sorted sequences of keys and encoded entries.
+
+    A range read from storage keeps its keys as stored, the prefix they all share and their
+    suffixes; `keys` joins them when first asked for. A commit that only replaces values
+    never asks (`TreeWriter.add_stored_range` encodes the stored form back as it is).
 
     Cached ranges hold tuples: a tuple of bytes drops out of the garbage collector's
     tracking after its first collection, so a full cache costs a full collection nothing
     (lists of the same keys made every full collection walk every cached key).
     """
 
-    keys: Sequence[bytes]
-    values: Sequence[bytes]
+    __slots__ = ("_keys", "prefix", "suffixes", "values")
+
+    def __init__(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
+        self._keys: Sequence[bytes] | None = keys
+        self.prefix = b""
+        self.suffixes: Sequence[bytes] | None = None
+        self.values = values
+
+    @classmethod
+    def stored(cls, prefix: bytes, suffixes: Sequence[bytes], values: Sequence[bytes]) -> Leaf:
+        """The range whose keys are `prefix` followed by each of `suffixes`."""
+        leaf = cls(suffixes, values)
+        if prefix:
+            leaf._keys, leaf.prefix, leaf.suffixes = None, prefix, suffixes
+        return leaf
+
+    @property
+    def keys(self) -> Sequence[bytes]:
+        if self._keys is None:
+            assert self.suffixes is not None
+            prefix = self.prefix
+            self._keys = tuple([prefix + k for k in self.suffixes])
+            self.suffixes = None  # the keys hold them now
+        return self._keys
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +94,28 @@ Node = Leaf | Index
 
 def _common_prefix(first: bytes, last: bytes) -> int:
     """Length of the prefix shared by every key of a sorted run (that of its first and last)."""
-    n = min(len(first), len(last))
-    i = 0
-    while i < n and first[i] == last[i]:
-        i += 1
-    return i
+    lo, hi = 0, min(len(first), len(last))
+    while lo < hi:  # a binary search: a few comparisons of slices instead of one per byte
+        mid = (lo + hi + 1) // 2
+        if first[:mid] == last[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def encode_leaf(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
     """[0, shared key prefix, key suffixes, encoded entries]: keys of a range share long
     prefixes (folders), so storing the prefix once keeps ranges small."""
     if not keys:
-        return msgpack.packb([0, b"", [], []])
+        return encode_stored_leaf(b"", [], [])
     p = _common_prefix(keys[0], keys[-1])
-    return msgpack.packb([0, keys[0][:p], [k[p:] for k in keys] if p else keys, values])
+    return encode_stored_leaf(keys[0][:p], [k[p:] for k in keys] if p else keys, values)
+
+
+def encode_stored_leaf(prefix: bytes, suffixes: Sequence[bytes], values: Sequence[bytes]) -> bytes:
+    """A range from its keys' stored form (`prefix` must be the longest one they share)."""
+    return msgpack.packb([0, prefix, suffixes, values])
 
 
 def encode_index(level: int, refs: list[NodeRef]) -> bytes:
@@ -98,9 +134,7 @@ def decode_node(raw: bytes) -> Node:
     level, prefix, *rest = msgpack.unpackb(raw)
     if level == 0:
         suffixes, values = rest
-        return Leaf(
-            tuple([prefix + k for k in suffixes]) if prefix else tuple(suffixes), tuple(values)
-        )
+        return Leaf.stored(prefix, tuple(suffixes), tuple(values))
     refs = [NodeRef(i, prefix + f, prefix + la, c, b, level - 1) for i, f, la, c, b in rest[0]]
     return Index(level, refs, [r.last for r in refs])
 

@@ -9,7 +9,7 @@ so a commit costs O(changes), and unchanged stretches keep their ids across comm
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xxhash import xxh3_64_intdigest
@@ -22,6 +22,7 @@ from lakeproxy.graveler.committed.tree import (
     NodeRef,
     encode_index,
     encode_leaf,
+    encode_stored_leaf,
     node_id,
 )
 
@@ -77,12 +78,24 @@ class TreeWriter:
         """True when no entry is pending: the next one starts a new range."""
         return not self._keys
 
-    def add_whole_range(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
-        """Append the entries of a whole range, at a range start: `keys` are those of a
-        stored range (not the tree's last) built with this writer's shape, so they end a
-        range exactly where they end."""
-        self._keys, self._values = list(keys), list(values)
-        self._emit_leaf()
+    def add_stored_range(self, leaf: Leaf, values: Sequence[bytes]) -> None:
+        """Append the keys of a whole stored range with `values` for entries, at a range
+        start: the range (not the tree's last) was built with this writer's shape, so its
+        keys end a range exactly where they end. Keys still in their stored form are encoded
+        back as they are."""
+        suffixes = leaf.suffixes
+        if suffixes is None:
+            self._keys, self._values = list(leaf.keys), list(values)
+            self._emit_leaf()
+            return
+        prefix = leaf.prefix
+        self._add_range(
+            encode_stored_leaf(prefix, suffixes, values),
+            prefix + suffixes[0],
+            prefix + suffixes[-1],
+            len(suffixes),
+            lambda: Leaf.stored(prefix, suffixes, tuple(values)),
+        )
 
     def add(self, key: bytes, value: bytes) -> None:
         """Append one entry (keys must arrive in ascending order)."""
@@ -183,18 +196,25 @@ class TreeWriter:
 
     def _emit_leaf(self) -> None:
         keys, values = self._keys, self._values
-        raw = encode_leaf(keys, values)
-        ref = NodeRef(node_id(raw), keys[0], keys[-1], len(keys), len(raw), 0)
+        self._keys, self._values = [], []
+        self._add_range(
+            encode_leaf(keys, values), keys[0], keys[-1], len(keys),
+            lambda: Leaf(tuple(keys), tuple(values)),
+        )
+
+    def _add_range(
+        self, raw: bytes, first: bytes, last: bytes, count: int, decoded: Callable[[], Leaf]
+    ) -> None:
+        ref = NodeRef(node_id(raw), first, last, count, len(raw), 0)
         self._store(ref.id, raw)
         # New ranges are read again soon (diff, merge, reads, the next commit). Decoded only
         # those of a small change: a big one would push out of the decoded tier the ranges
         # its own walk has read ahead.
         if self.cache is not None:
             if self.bytes_written <= _CACHED_NEW_BYTES:
-                self.cache.put(ref.id, Leaf(tuple(keys), tuple(values)), raw)
+                self.cache.put(ref.id, decoded(), raw)
             else:
                 self.cache.put_encoded(ref.id, raw)
-        self._keys, self._values = [], []
         self._push(1, ref)
 
     def _push(self, level: int, ref: NodeRef) -> None:

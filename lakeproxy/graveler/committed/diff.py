@@ -79,6 +79,14 @@ async def _diff_batches(
 
 def _diff_ranges(a: Leaf, b: Leaf, start: bytes) -> list[RawChange]:
     """Merge-join two whole ranges from `start` on."""
+    if not start and a.suffixes is not None and a.suffixes == b.suffixes and a.prefix == b.prefix:
+        # The same keys, both still in stored form: compare the values, join only the keys
+        # whose values differ.
+        p = a.prefix
+        return [
+            (p + s, x, y) for s, x, y in zip(a.suffixes, a.values, b.values, strict=True)
+            if x != y and x[:IDENTITY_BYTES] != y[:IDENTITY_BYTES]
+        ]
     akeys, avals, bkeys, bvals = a.keys, a.values, b.keys, b.values
     i = bisect_left(akeys, start) if start else 0
     if akeys == bkeys:  # the same keys (values changed in place): compare the values only

@@ -104,13 +104,19 @@ def _common_prefix(first: bytes, last: bytes) -> int:
     return lo
 
 
+def stored_keys(keys: Sequence[bytes]) -> tuple[bytes, Sequence[bytes]]:
+    """The stored form of a range's sorted keys: the longest prefix they share, and what
+    follows it in each."""
+    if not keys:
+        return b"", keys
+    p = _common_prefix(keys[0], keys[-1])
+    return keys[0][:p], [k[p:] for k in keys] if p else keys
+
+
 def encode_leaf(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
     """[0, shared key prefix, key suffixes, encoded entries]: keys of a range share long
     prefixes (folders), so storing the prefix once keeps ranges small."""
-    if not keys:
-        return encode_stored_leaf(b"", [], [])
-    p = _common_prefix(keys[0], keys[-1])
-    return encode_stored_leaf(keys[0][:p], [k[p:] for k in keys] if p else keys, values)
+    return encode_stored_leaf(*stored_keys(keys), values)
 
 
 def encode_stored_leaf(prefix: bytes, suffixes: Sequence[bytes], values: Sequence[bytes]) -> bytes:

@@ -21,9 +21,9 @@ from lakeproxy.graveler.committed.tree import (
     NodeCache,
     NodeRef,
     encode_index,
-    encode_leaf,
     encode_stored_leaf,
     node_id,
+    stored_keys,
 )
 
 
@@ -197,9 +197,10 @@ class TreeWriter:
     def _emit_leaf(self) -> None:
         keys, values = self._keys, self._values
         self._keys, self._values = [], []
+        prefix, suffixes = stored_keys(keys)
         self._add_range(
-            encode_leaf(keys, values), keys[0], keys[-1], len(keys),
-            lambda: Leaf(tuple(keys), tuple(values)),
+            encode_stored_leaf(prefix, suffixes, values), keys[0], keys[-1], len(keys),
+            lambda: Leaf.stored(prefix, tuple(suffixes), tuple(values)),
         )
 
     def _add_range(

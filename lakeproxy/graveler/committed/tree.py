@@ -76,9 +76,6 @@ class Leaf:
             self.suffixes = None  # the keys hold them now
         return self._keys
 
-    def __len__(self) -> int:
-        return len(self.values)
-
 
 @dataclass(frozen=True, slots=True)
 class Index:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from lakeproxy.graveler.committed.cursor import TreeCursor
 from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
@@ -80,25 +80,27 @@ async def _diff_batches(
 def _diff_ranges(a: Leaf, b: Leaf, start: bytes) -> list[RawChange]:
     """Merge-join two whole ranges from `start` on."""
     if not start and a.suffixes is not None and a.suffixes == b.suffixes and a.prefix == b.prefix:
-        # The same keys, both still in stored form: compare the values, join only the keys
-        # whose values differ.
-        p = a.prefix
-        return [
-            (p + s, x, y) for s, x, y in zip(a.suffixes, a.values, b.values, strict=True)
-            if x != y and x[:IDENTITY_BYTES] != y[:IDENTITY_BYTES]
-        ]
+        # The same keys, both still in stored form: join only the keys whose values differ.
+        return _changed_values(a.prefix, a.suffixes, a.values, b.values)
     akeys, avals, bkeys, bvals = a.keys, a.values, b.keys, b.values
     i = bisect_left(akeys, start) if start else 0
     if akeys == bkeys:  # the same keys (values changed in place): compare the values only
-        return [
-            (k, x, y) for k, x, y in zip(akeys[i:], avals[i:], bvals[i:], strict=True)
-            if x != y and x[:IDENTITY_BYTES] != y[:IDENTITY_BYTES]
-        ]
+        return _changed_values(b"", akeys[i:], avals[i:], bvals[i:])
     j = bisect_left(bkeys, start) if start else 0
     out, i, j = _merge_join(akeys, avals, i, bkeys, bvals, j)
     out += [(akeys[k], avals[k], None) for k in range(i, len(akeys))]
     out += [(bkeys[k], None, bvals[k]) for k in range(j, len(bkeys))]
     return out
+
+
+def _changed_values(
+    prefix: bytes, names: Sequence[bytes], avals: Sequence[bytes], bvals: Sequence[bytes]
+) -> list[RawChange]:
+    """The differences of two runs of the same keys (`prefix` + each of `names`)."""
+    return [
+        (prefix + n, x, y) for n, x, y in zip(names, avals, bvals, strict=True)
+        if x != y and x[:IDENTITY_BYTES] != y[:IDENTITY_BYTES]
+    ]
 
 
 async def _diff(

@@ -42,10 +42,18 @@ async def merge_trees(
         must store (None when one side's tree is the result as it is: only one side changed, or
         neither).
     """
-    if dest.id == base.id or source.id == dest.id:
-        return source, None  # only the source moved: its tree is the result, nothing to build
-    if source.id == base.id:
+    if source.id == dest.id or source.id == base.id:
         return dest, None
+    if dest.id == base.id:
+        # Only the source moved: its tree is the result, nothing to build. Unless it moved by
+        # addresses alone (the same objects uploaded again), which changes nothing.
+        changes = diff_trees(trees, base, source)
+        try:
+            if await _next(changes) is None:
+                return dest, None
+        finally:
+            await changes.aclose()
+        return source, None
     src_changes = diff_trees(trees, base, source)
     dst_changes = diff_trees(trees, base, dest)
     keys: list[bytes] = []

@@ -73,3 +73,23 @@ async def test_a_real_uncommitted_change_still_blocks_merge_and_revert(
         await graveler.revert(repo, "main", first.id)
     # Nothing was dropped by the refused attempts.
     assert [c.key for c in (await graveler.diff_uncommitted(repo, "main"))[0]] == ["new"]
+
+
+async def test_picking_a_merge_that_changed_nothing_but_addresses_is_no_change(
+    graveler: Graveler, repo: str
+) -> None:
+    """Both sides uploaded the same bytes (two addresses, one identity). Cherry-picking the
+    merge commit onto the side it merged from brings no change: the destination is the base,
+    and the source differs from it by addresses only."""
+    await graveler.put_object(repo, "main", "a/1", body(b"one"))
+    await graveler.commit(repo, "main", "c1")
+    await graveler.create_branch(repo, "b1", "main")
+    await graveler.put_object(repo, "main", "a/1", body(b""))
+    await graveler.commit(repo, "main", "c2")
+    await graveler.put_object(repo, "b1", "a/1", body(b""))
+    await graveler.commit(repo, "b1", "c3")
+    merged = await graveler.merge(repo, "main", "b1")
+    head = (await graveler.get_branch(repo, "main")).head
+    with pytest.raises(NoChanges):
+        await graveler.cherry_pick(repo, "main", merged.id, parent_number=2)
+    assert (await graveler.get_branch(repo, "main")).head == head

@@ -1,7 +1,9 @@
 """Benchmark of the versioning core: commit, diff, merge and branch creation vs. dataset size.
 
 For every N (objects on the branch) and K (changes, K <= N) it builds a branch of N objects on
-the embedded SQLite store, then measures, as the median of --repeat runs:
+the embedded SQLite store, then measures, as the median of --repeat runs (at least 25 for
+K <= 10 and 9 for K <= 1000, whose milliseconds are within the machine's noise), each timed
+once the background cleanup of the operations before it is done:
 
     commit   commit of K staged changes on a branch of N objects
     diff     diff of two commits that differ in K keys (every page of 1000)
@@ -14,8 +16,11 @@ objects=0, changes=N; the background deletion of its staged rows is waited for a
 before anything else is measured) and `floor`
 (the raw cost of msgpack-encoding and hashing N entries and inserting N rows into SQLite in
 one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
-commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. The process
-runs with the garbage collector settings of `lake serve` (`lakeproxy.server.tune_gc`).
+commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. Every
+commit row also gives the longest time the event loop went without running a 1 ms ticker
+during the commit(s) (`max_loop_stall_ms`) and the longest garbage collection in that time
+(`max_gc_pause_ms`), the collector's share of a stall. The process runs with the garbage
+collector settings of `lake serve` (`lakeproxy.server.tune_gc`).
 
     python bench/core_bench.py --objects 10000,1000000 --changes 10,1000 [--json]
 """
@@ -143,17 +148,30 @@ class Bench:
         picks = rnd.sample(range(n), k)
         await self.g.stage_many(repo, branch, [(key_of(i), entry_of(i, version)) for i in picks])
 
+    def samples(self, k: int) -> int:
+        """How many times to measure K changes: a small change takes milliseconds, within the
+        machine's noise, so it gets more samples for a median that holds."""
+        return max(self.repeat, 25 if k <= 10 else 9 if k <= 1000 else 0)
+
     async def measure(self, repo: str, n: int, k: int) -> None:
         commit_s, diff_s, merge_s, commit_b, merge_b = [], [], [], [], []
-        for r in range(self.repeat):
+        stall, gc_pause = 0.0, 0.0
+        for r in range(self.samples(k)):
             branch = self.fresh("exp")
             await self.g.create_branch(repo, branch, "main")
             await self.stage_changes(repo, branch, n, k, version=r + 1)
-            t0 = time.perf_counter()
-            await self.g.commit(repo, branch, f"{k} changes")
-            commit_s.append(time.perf_counter() - t0)
+            # Each operation is timed alone, not with the cleanup the previous one left
+            # running in the background (the deletion of a commit's staged rows).
+            await self.g.settle()
+            ticker = StallMeter()
+            async with ticker:
+                t0 = time.perf_counter()
+                await self.g.commit(repo, branch, f"{k} changes")
+                commit_s.append(time.perf_counter() - t0)
+            stall, gc_pause = max(stall, ticker.max_gap), max(gc_pause, ticker.max_gc)
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
+            await self.g.settle()
             t0 = time.perf_counter()
             after, total = "", 0
             while True:
@@ -172,6 +190,7 @@ class Bench:
             await self.g.create_branch(repo, target, "main")
             await self.stage_changes(repo, target, n, k, version=1000 + r)
             await self.g.commit(repo, target, f"{k} other changes")
+            await self.g.settle()
             t0 = time.perf_counter()
             await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
             merge_s.append(time.perf_counter() - t0)
@@ -182,7 +201,8 @@ class Bench:
                 "op": op, "objects": n, "changes": k, "seconds": statistics.median(secs),
                 "bytes_written": int(statistics.median(written)) if written else 0,
                 "manifest_bytes": self.manifest_bytes,
-            })
+            } | ({"max_loop_stall_ms": round(stall * 1000, 1),
+                  "max_gc_pause_ms": round(gc_pause * 1000, 1)} if op == "commit" else {}))
 
     async def branch_creation(self, repo: str, n: int) -> None:
         times = []
@@ -264,9 +284,10 @@ def main() -> None:
                   f"{row['seconds'] * 1000:>11.2f} ms  wrote {row['bytes_written']:>12,} B "
                   f"({pct:6.2f}% of manifest)"
                   + (f"  loop stall max {row['max_loop_stall_ms']} ms"
-                     f" (longest GC {row['max_gc_pause_ms']} ms),"
-                     f" staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
-                     if "max_loop_stall_ms" in row else ""), flush=True)
+                     f" (longest GC {row['max_gc_pause_ms']} ms)"
+                     if "max_loop_stall_ms" in row else "")
+                  + (f", staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
+                     if "cleanup_seconds" in row else ""), flush=True)
 
     asyncio.run(run(objects, changes, args.repeat, emit))
 

@@ -23,7 +23,7 @@ _READS_IN_FLIGHT = 2  # round trips of the read-ahead at a time
 _READ_AHEAD = 768  # ranges the read-ahead may be past the one being rewritten
 _READ_AHEAD_FROM = 256  # changes in a batch for the read-ahead to start
 _STRETCH = 64  # changes merged between two looks at the clock
-_YIELD_AFTER = 0.002  # seconds of work after which the walk lets the event loop run
+_YIELD_AFTER = 0.001  # seconds of work after which the walk lets the event loop run
 
 
 class ChangeStream:

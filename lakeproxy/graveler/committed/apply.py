@@ -65,18 +65,18 @@ class ChangeStream:
 
 def _touched(
     node: Index, ckeys: list[bytes], lo: int, hi: int, rightmost: bool
-) -> list[tuple[NodeRef, int, int]]:
-    """The children of `node` that the sorted change keys ckeys[lo:hi] fall in, each with the
-    slice of those keys it takes.
+) -> list[tuple[int, int, int]]:
+    """The children of `node` (by position) that the sorted change keys ckeys[lo:hi] fall
+    in, each with the slice of those keys it takes.
 
     Every key of ckeys[lo:hi] must belong to `node`: a child takes the keys after its left
     sibling's last key up to its own last key (the first child also those before it, the
     rightmost child of the tree every key past the end). One binary search per touched
     child: the cost follows the changes, not the fan-out.
     """
-    out: list[tuple[NodeRef, int, int]] = []
-    refs, lasts = node.refs, node.lasts
-    last = len(refs) - 1
+    out: list[tuple[int, int, int]] = []
+    counts, lasts = node.counts, node.lasts
+    last = len(lasts) - 1
     i = 0
     while lo < hi:
         i = bisect_left(lasts, ckeys[lo], i)
@@ -85,8 +85,8 @@ def _touched(
                 break  # past the node's end: not its keys (the caller sliced them wrongly)
             i = last
         nxt = hi if i == last else bisect_right(ckeys, lasts[i], lo, hi)
-        if refs[i].count:
-            out.append((refs[i], lo, nxt))
+        if counts[i]:
+            out.append((i, lo, nxt))
         lo = nxt
         i += 1
     return out
@@ -101,10 +101,10 @@ async def touched_ranges(trees: TreeStore, root: Index, keys: list[bytes]) -> li
     while frontier:
         wanted: list[tuple[NodeRef, int, int, bool]] = []
         for parent, lo, hi, right in frontier:
-            end = len(parent.refs) - 1
+            end = parent.width - 1
             wanted += [
-                (ref, a, b, right and ref is parent.refs[end])
-                for ref, a, b in _touched(parent, keys, lo, hi, right)
+                (parent.ref(i), a, b, right and i == end)
+                for i, a, b in _touched(parent, keys, lo, hi, right)
             ]
         missing = [r.id for r, *_ in wanted if r.level > 0 and r.id not in trees.cache]
         if missing:
@@ -262,8 +262,8 @@ class _Applier:
     async def walk_children(self, node: Index, rightmost: bool) -> None:
         """Walk an index range's children; runs of children before the next change are taken
         whole, in bulk, whenever nothing is pending below them."""
-        refs, lasts, changes, writer = node.refs, node.lasts, self.changes, self.writer
-        last = len(refs) - 1
+        lasts, changes, writer = node.lasts, self.changes, self.writer
+        last = node.width - 1
         i = 0
         while i <= last:
             if await changes.fill():
@@ -272,11 +272,11 @@ class _Applier:
                 j = last + 1
             if rightmost:
                 j = min(j, last)  # the rightmost child takes every change past the end
-            if j > i and writer.clean_through(refs[i].level):
-                writer.add_ref_run(refs, i, j)
+            if j > i and writer.clean_through(node.level - 1):
+                writer.add_ref_run(node, i, j)
                 i = j
                 continue
-            child = refs[i]
+            child = node.ref(i)
             if child.id not in self.trees.cache and child.count:
                 # Not read ahead (yet): read it with the siblings the same changes touch,
                 # in one round trip rather than one per child.
@@ -284,7 +284,7 @@ class _Applier:
                 hi = len(ckeys) if rightmost else bisect_right(ckeys, lasts[last], lo)
                 touched = _touched(node, ckeys, lo, hi, rightmost)
                 await self.trees.load_many(
-                    [child.id] + [r.id for r, _, _ in touched if r is not child]
+                    [child.id] + [node.ids[t] for t, _, _ in touched if t != i]
                 )
             await self.walk(child, rightmost and i == last)
             i += 1
@@ -443,9 +443,9 @@ async def apply_changes(
     # always get equal metarange ids (and an unchanged tree is recognised as unchanged).
     while root.level > 0:
         node = await trees.load(root.id)
-        if not isinstance(node, Index) or len(node.refs) != 1:
+        if not isinstance(node, Index) or node.width != 1:
             break
-        root = node.refs[0]
+        root = node.ref(0)
     if root.count:
         trees.cache.remember_root(root)
     return root, writer

@@ -59,8 +59,9 @@ async def _diff_batches(
                 continue
             if isinstance(a, Index) and isinstance(b, Index) and a.lasts == b.lasts:
                 pairs = [
-                    (p, q) for p, q in zip(a.refs, b.refs, strict=True)
-                    if p.id != q.id and p.last >= start and (stop is None or p.first < stop)
+                    (a.ref(i), b.ref(i))
+                    for i, (p, q) in enumerate(zip(a.ids, b.ids, strict=True))
+                    if p != q and a.lasts[i] >= start and (stop is None or a.firsts[i] < stop)
                 ]
                 if len(pairs) > 1:
                     await trees.load_many([n.id for pair in pairs for n in pair])
@@ -166,8 +167,7 @@ async def _prefetch_differing(trees: TreeStore, a: NodeRef, b: NodeRef) -> None:
     node_a, node_b = await trees.load(a.id), await trees.load(b.id)
     if not (isinstance(node_a, Index) and isinstance(node_b, Index)):
         return
-    ids_a = {r.id for r in node_a.refs}
-    ids_b = {r.id for r in node_b.refs}
+    ids_a, ids_b = set(node_a.ids), set(node_b.ids)
     wanted = [i for i in ids_a if i not in ids_b] + [i for i in ids_b if i not in ids_a]
     if len(wanted) > 1:
         await trees.load_many(wanted)

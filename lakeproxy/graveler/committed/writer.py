@@ -163,32 +163,34 @@ class TreeWriter:
         if lo < hi:
             self.add_many(keys, values, lo, hi)
 
-    def add_ref_run(self, refs: list[NodeRef], lo: int, hi: int) -> None:
-        """Append whole existing nodes refs[lo:hi], all children of one stored index range
-        built with this writer's shape; the caller checked clean_through(their level).
+    def add_ref_run(self, node: Index, lo: int, hi: int) -> None:
+        """Append whole existing nodes, the children lo..hi-1 of a stored index range built
+        with this writer's shape; the caller checked clean_through(their level).
 
         As in `add_range_run`, only the first `index_min` children and the last one can end
         an index range, so the others are copied in bulk without hashing.
         """
         if lo >= hi:
             return
-        level = refs[lo].level + 1
+        level = node.level
+        refs = node.refs_between(lo, hi)
         imin, imax = self.shape.index_min, self.shape.index_max
-        for k in range(lo, min(hi, imin)):
+        end = hi - lo  # positions below are in `refs`, node child lo + k at k
+        for k in range(min(end, imin - lo)):
             self._push(level, refs[k])
-        lo = max(lo, min(hi, imin))
-        bulk_end = hi - 1 if hi == len(refs) else hi
-        while lo < bulk_end:
+        k = max(0, min(end, imin - lo))
+        bulk_end = end - 1 if hi == node.width else end
+        while k < bulk_end:
             while len(self._levels) <= level:
                 self._levels.append([])
             items = self._levels[level]
-            take = min(imax - len(items), bulk_end - lo)
-            items.extend(refs[lo : lo + take])
-            lo += take
+            take = min(imax - len(items), bulk_end - k)
+            items.extend(refs[k : k + take])
+            k += take
             if len(items) >= imax:
                 self._emit_index(level)
-        for k in range(lo, hi):
-            self._push(level, refs[k])
+        for m in range(k, end):
+            self._push(level, refs[m])
 
     def add_ref(self, ref: NodeRef) -> None:
         """Append a whole existing node; the caller checked clean_through(ref.level)."""
@@ -245,7 +247,7 @@ class TreeWriter:
         )
         self._store(ref.id, raw)
         if self.cache is not None:
-            self.cache.put(ref.id, Index(level, refs, [r.last for r in refs]), raw)
+            self.cache.put(ref.id, Index.of(level, refs), raw)
         self._push(level + 1, ref)
 
     def _store(self, nid: bytes, raw: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import gc
 import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -222,6 +223,39 @@ async def test_small_change_on_a_cold_cache_reads_only_the_ranges_it_rewrites() 
         holding.add(last.id)
     assert ranges_read == holding
     assert root.count == n
+
+
+async def test_cached_index_ranges_leave_the_collector_nothing_to_walk() -> None:
+    """An index range, read back or just built, gives the references it was built from, and
+    once it survived a collection it holds no object the garbage collector still tracks:
+    a cache full of index ranges costs a full collection nothing."""
+    store = MemoryMetadataStore()
+    built = TreeStore(store, "nodes", NodeCache())
+    root = await build(built, EMPTY_ROOT, {b"dir/key%06d" % i: value(i) for i in range(50_000)},
+                       Shape())
+    assert root.level >= 2
+    fresh = TreeStore(store, "nodes", NodeCache())
+    pending = [root]
+    indexes: list[Index] = []
+    while pending:
+        ref = pending.pop()
+        from_store, from_writer = await fresh.load(ref.id), await built.load(ref.id)
+        if not isinstance(from_store, Index):
+            continue
+        assert isinstance(from_writer, Index)
+        refs = from_store.refs
+        assert refs == from_writer.refs
+        assert [from_store.ref(i) for i in range(from_store.width)] == refs
+        assert from_store.refs_between(1, 3) == refs[1:3]
+        assert all(r.level == ref.level - 1 for r in refs)
+        assert Index.of(from_store.level, refs).refs == refs
+        pending += refs
+        indexes += [from_store, from_writer]
+    assert len(indexes) > 2
+    gc.collect()
+    for node in indexes:
+        fields = (node.ids, node.firsts, node.lasts, node.counts, node.sizes)
+        assert not any(gc.is_tracked(f) for f in fields)
 
 
 @pytest.mark.parametrize("encoded_bytes", [0, 64 * 1024 * 1024])

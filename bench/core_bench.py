@@ -19,8 +19,9 @@ one transaction, which no commit of N changes can beat). `bytes_written` is the 
 commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. Every
 commit row also gives the longest time the event loop went without running a 1 ms ticker
 during the commit(s) (`max_loop_stall_ms`) and the longest garbage collection in that time
-(`max_gc_pause_ms`), the collector's share of a stall. The process runs with the garbage
-collector settings of `lake serve` (`lakeproxy.server.tune_gc`).
+(`max_gc_pause_ms`, of generation `max_gc_generation`), the collector's share of a stall.
+The process runs with the garbage collector settings of `lake serve`
+(`lakeproxy.server.tune_gc`).
 
     python bench/core_bench.py --objects 10000,1000000 --changes 10,1000 [--json]
 """
@@ -75,14 +76,17 @@ class StallMeter:
     def __init__(self) -> None:
         self.max_gap = 0.0
         self.max_gc = 0.0
+        self.max_gc_generation = -1  # the generation the longest collection collected
         self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
-        else:
-            self.max_gc = max(self.max_gc, time.perf_counter() - self._gc_started)
+            return
+        took = time.perf_counter() - self._gc_started
+        if took > self.max_gc:
+            self.max_gc, self.max_gc_generation = took, info["generation"]
 
     async def _tick(self) -> None:
         last = time.perf_counter()
@@ -141,6 +145,7 @@ class Bench:
                    "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes,
                    "max_loop_stall_ms": round(ticker.max_gap * 1000, 1),
                    "max_gc_pause_ms": round(ticker.max_gc * 1000, 1),
+                   "max_gc_generation": ticker.max_gc_generation,
                    "cleanup_seconds": round(cleanup, 3)})
 
     async def stage_changes(self, repo: str, branch: str, n: int, k: int, version: int) -> None:
@@ -155,7 +160,7 @@ class Bench:
 
     async def measure(self, repo: str, n: int, k: int) -> None:
         commit_s, diff_s, merge_s, commit_b, merge_b = [], [], [], [], []
-        stall, gc_pause = 0.0, 0.0
+        stall, gc_pause, gc_generation = 0.0, 0.0, -1
         for r in range(self.samples(k)):
             branch = self.fresh("exp")
             await self.g.create_branch(repo, branch, "main")
@@ -168,7 +173,9 @@ class Bench:
                 t0 = time.perf_counter()
                 await self.g.commit(repo, branch, f"{k} changes")
                 commit_s.append(time.perf_counter() - t0)
-            stall, gc_pause = max(stall, ticker.max_gap), max(gc_pause, ticker.max_gc)
+            stall = max(stall, ticker.max_gap)
+            if ticker.max_gc > gc_pause:
+                gc_pause, gc_generation = ticker.max_gc, ticker.max_gc_generation
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
             await self.g.settle()
@@ -202,7 +209,8 @@ class Bench:
                 "bytes_written": int(statistics.median(written)) if written else 0,
                 "manifest_bytes": self.manifest_bytes,
             } | ({"max_loop_stall_ms": round(stall * 1000, 1),
-                  "max_gc_pause_ms": round(gc_pause * 1000, 1)} if op == "commit" else {}))
+                  "max_gc_pause_ms": round(gc_pause * 1000, 1),
+                  "max_gc_generation": gc_generation} if op == "commit" else {}))
 
     async def branch_creation(self, repo: str, n: int) -> None:
         times = []
@@ -284,7 +292,8 @@ def main() -> None:
                   f"{row['seconds'] * 1000:>11.2f} ms  wrote {row['bytes_written']:>12,} B "
                   f"({pct:6.2f}% of manifest)"
                   + (f"  loop stall max {row['max_loop_stall_ms']} ms"
-                     f" (longest GC {row['max_gc_pause_ms']} ms)"
+                     f" (longest GC {row['max_gc_pause_ms']} ms,"
+                     f" generation {row['max_gc_generation']})"
                      if "max_loop_stall_ms" in row else "")
                   + (f", staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
                      if "cleanup_seconds" in row else ""), flush=True)

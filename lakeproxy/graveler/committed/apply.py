@@ -376,9 +376,7 @@ class _Applier:
         if not ckeys[-1] > bound or not writer.at_range_start():
             return False
         end = bisect_right(ckeys, bound, pos)
-        prefix, names = leaf.prefix, leaf.suffixes
-        if names is None:
-            prefix, names = b"", leaf.keys
+        prefix, names = leaf.parts
         cut = len(prefix)
         old_values = leaf.values
         values: list[bytes] | None = None

@@ -75,8 +75,16 @@ class Leaf:
             assert self.suffixes is not None
             prefix = self.prefix
             self._keys = tuple([prefix + k for k in self.suffixes])
-            self.suffixes = None  # the keys hold them now
+            self.prefix, self.suffixes = b"", None  # the keys hold them now
         return self._keys
+
+    @property
+    def parts(self) -> tuple[bytes, Sequence[bytes]]:
+        """The keys as a prefix and what follows it in each: the stored form while the keys
+        are not joined, else no prefix and the keys themselves."""
+        if self.suffixes is None:
+            return b"", self.keys
+        return self.prefix, self.suffixes
 
 
 class Index:
@@ -202,17 +210,14 @@ def decode_node(raw: bytes) -> Node:
         suffixes, values = rest
         return Leaf.stored(prefix, tuple(suffixes), tuple(values))
     children = rest[0]
-    if prefix or not children:
-        return Index(
-            level,
-            tuple([c[0] for c in children]),
-            tuple([prefix + c[1] for c in children]),
-            tuple([prefix + c[2] for c in children]),
-            tuple([c[3] for c in children]),
-            tuple([c[4] for c in children]),
-        )
-    ids, firsts, lasts, counts, sizes = zip(*children, strict=True)
-    return Index(level, ids, firsts, lasts, counts, sizes)
+    return Index(
+        level,
+        tuple([c[0] for c in children]),
+        tuple([prefix + c[1] for c in children]),
+        tuple([prefix + c[2] for c in children]),
+        tuple([c[3] for c in children]),
+        tuple([c[4] for c in children]),
+    )
 
 
 EMPTY_LEAF_RAW = encode_leaf([], [])

@@ -336,6 +336,20 @@ class NodeCache:
         """Cache a node's encoding only: it is decoded when first asked for."""
         self._encoded.put(key, raw, len(raw))
 
+    def put_read(self, key: bytes, raw: bytes) -> None:
+        """Cache a node read ahead of its use: encoded, to be decoded when first asked for
+        (decoded now if the encoded tier is off).
+
+        A read of hundreds of ranges decoded at once took milliseconds of the event loop in
+        one step, and made as many young tuples at once for the collector to walk; decoded
+        one by one as the walk reaches them, both are spread between its pauses.
+        """
+        if len(raw) <= self._encoded.max_bytes:
+            self._encoded.put(key, raw, len(raw))
+        else:
+            node = decode_node(raw)
+            self._decoded(node).put(key, node, len(raw))
+
     def _decoded(self, node: Node) -> _Lru:
         return self._leaves if isinstance(node, Leaf) else self._index
 
@@ -378,7 +392,8 @@ class TreeStore:
         return node
 
     async def load_many(self, ids: list[bytes]) -> None:
-        """Bring the given nodes into the cache with one read of the store."""
+        """Bring the given nodes into the cache with one read of the store (see
+        `NodeCache.put_read`)."""
         missing = [i for i in ids if i not in self.cache and i not in self._inflight]
         if not missing:
             return
@@ -388,7 +403,7 @@ class TreeStore:
         try:
             found = await self.store.get_many(self.partition, missing)
             for nid, raw in found.items():
-                self.cache.put(nid, decode_node(raw), raw)
+                self.cache.put_read(nid, raw)
         finally:
             for nid in missing:
                 self._inflight.pop(nid, None)

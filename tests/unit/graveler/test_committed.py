@@ -277,6 +277,42 @@ async def test_ranges_pushed_out_of_the_decoded_tier_stay_encoded(encoded_bytes:
     assert cache._leaves.bytes + cache._index.bytes <= 64 * 1024
 
 
+@pytest.mark.parametrize("encoded_bytes", [0, 64 * 1024 * 1024])
+async def test_ranges_read_ahead_are_decoded_when_first_used(encoded_bytes: int) -> None:
+    """`load_many` keeps what it read encoded, and each range is decoded when the walk first
+    asks for it (a read of hundreds is not decoded in one step of the loop); with no encoded
+    tier they are kept decoded. Either way, using them reads nothing more."""
+    store = MemoryMetadataStore()
+    items = {b"key%06d" % i: value(i) for i in range(5_000)}
+    root = await build(TreeStore(store, "nodes", NodeCache()), EMPTY_ROOT, dict(items), Shape())
+    top = await TreeStore(store, "nodes", NodeCache()).load(root.id)
+    assert isinstance(top, Index)
+    ranges: list[NodeRef] = []
+    for child in top.refs:
+        node = await TreeStore(store, "nodes", NodeCache()).load(child.id)
+        ranges += node.refs if isinstance(node, Index) else [child]
+    assert len(ranges) > 20 and all(r.level == 0 for r in ranges)
+
+    cache = NodeCache(encoded_bytes=encoded_bytes)
+    trees = TreeStore(store, "nodes", cache)
+    await trees.load_many([r.id for r in ranges])
+    if encoded_bytes:
+        assert not cache._leaves.items
+        assert set(cache._encoded.items) == {r.id for r in ranges}
+    else:
+        assert set(cache._leaves.items) == {r.id for r in ranges}
+    with counting_reads(store) as read:
+        first = await trees.load(ranges[0].id)
+        assert isinstance(first, Leaf)
+        assert list(first.keys) == sorted(items)[: ranges[0].count]
+        assert ranges[0].id in cache._leaves.items
+        if encoded_bytes:
+            assert len(cache._leaves.items) == 1  # the others wait, encoded, until asked for
+        for r in ranges:
+            await trees.load(r.id)
+    assert read == []
+
+
 async def test_big_change_reads_ranges_ahead_in_round_trips() -> None:
     """Changes arriving in many batches on a cold cache: the result is right, and the walk
     never has to read a range by itself (the read-ahead brought each one in a batch)."""

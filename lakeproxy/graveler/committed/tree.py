@@ -238,21 +238,29 @@ def ref_of_root(root_id: bytes, raw: bytes) -> NodeRef:
 
 
 class _Lru:
-    """An LRU of cached values bounded by the encoded size of the nodes they stand for."""
+    """An LRU of cached values bounded by the encoded size of the nodes they stand for.
+
+    Values and sizes are kept apart, not in a tuple per entry: a full garbage collection
+    walks the ordered dict of values, and a tuple per entry was one more object to visit
+    for each of tens of thousands of cached nodes. The sizes' dict holds bytes and ints
+    only, which CPython never tracks.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.items: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self.items: OrderedDict[bytes, Any] = OrderedDict()
+        self._sizes: dict[bytes, int] = {}
         self.bytes = 0
 
     def put(self, key: bytes, value: Any, size: int) -> None:
         if size > self.max_bytes or key in self.items:
             return
-        self.items[key] = (value, size)
+        self.items[key] = value
+        self._sizes[key] = size
         self.bytes += size
         while self.bytes > self.max_bytes:
-            _, (_, evicted) = self.items.popitem(last=False)
-            self.bytes -= evicted
+            evicted, _ = self.items.popitem(last=False)
+            self.bytes -= self._sizes.pop(evicted)
 
 
 class NodeCache:
@@ -311,15 +319,14 @@ class NodeCache:
 
     def get(self, key: bytes) -> Node | None:
         for lru in (self._leaves, self._index):
-            item = lru.items.get(key)
-            if item is not None:
+            node = lru.items.get(key)
+            if node is not None:
                 lru.items.move_to_end(key)
                 self.hits += 1
-                return item[0]
-        encoded = self._encoded.items.get(key)
-        if encoded is not None:
+                return node
+        raw = self._encoded.items.get(key)
+        if raw is not None:
             self._encoded.items.move_to_end(key)
-            raw = encoded[0]
             node = decode_node(raw)
             self._decoded(node).put(key, node, len(raw))
             self.hits += 1

@@ -256,6 +256,12 @@ async def test_cached_index_ranges_leave_the_collector_nothing_to_walk() -> None
     for node in indexes:
         fields = (node.ids, node.firsts, node.lasts, node.counts, node.sizes)
         assert not any(gc.is_tracked(f) for f in fields)
+    # The cache's bookkeeping adds no object per node for a collection to visit: the
+    # encoded tier maps ids to bytes, and every tier's sizes are ints.
+    for cache in (fresh.cache, built.cache):
+        assert all(type(raw) is bytes for raw in cache._encoded.items.values())
+        for lru in (cache._leaves, cache._index, cache._encoded):
+            assert not gc.is_tracked(lru._sizes)
 
 
 @pytest.mark.parametrize("encoded_bytes", [0, 64 * 1024 * 1024])

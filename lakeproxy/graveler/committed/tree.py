@@ -352,10 +352,9 @@ class NodeCache:
         one by one as the walk reaches them, both are spread between its pauses.
         """
         if len(raw) <= self._encoded.max_bytes:
-            self._encoded.put(key, raw, len(raw))
+            self.put_encoded(key, raw)
         else:
-            node = decode_node(raw)
-            self._decoded(node).put(key, node, len(raw))
+            self.put(key, decode_node(raw), raw)
 
     def _decoded(self, node: Node) -> _Lru:
         return self._leaves if isinstance(node, Leaf) else self._index

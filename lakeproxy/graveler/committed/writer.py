@@ -175,10 +175,10 @@ class TreeWriter:
         level = node.level
         refs = node.refs_between(lo, hi)
         imin, imax = self.shape.index_min, self.shape.index_max
-        end = hi - lo  # positions below are in `refs`, node child lo + k at k
-        for k in range(min(end, imin - lo)):
-            self._push(level, refs[k])
-        k = max(0, min(end, imin - lo))
+        end = hi - lo  # positions below are in `refs`: node child lo + k is refs[k]
+        k = min(end, max(0, imin - lo))  # the children among the first `index_min`
+        for ref in refs[:k]:
+            self._push(level, ref)
         bulk_end = end - 1 if hi == node.width else end
         while k < bulk_end:
             while len(self._levels) <= level:
@@ -189,8 +189,8 @@ class TreeWriter:
             k += take
             if len(items) >= imax:
                 self._emit_index(level)
-        for m in range(k, end):
-            self._push(level, refs[m])
+        for ref in refs[k:]:
+            self._push(level, ref)
 
     def add_ref(self, ref: NodeRef) -> None:
         """Append a whole existing node; the caller checked clean_through(ref.level)."""

@@ -18,8 +18,10 @@ before anything else is measured) and `floor`
 one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
 commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. Every
 commit row also gives the longest time the event loop went without running a 1 ms ticker
-during the commit(s) (`max_loop_stall_ms`) and the longest garbage collection in that time
-(`max_gc_pause_ms`, of generation `max_gc_generation`), the collector's share of a stall.
+during the commit(s) (`max_loop_stall_ms`; `p99_loop_stall_ms` of every such time), the longest
+garbage collection in that time (`max_gc_pause_ms`, of generation `max_gc_generation`), the
+collector's share of a stall, and the share of the machine's CPU time the host of this virtual
+machine took for others meanwhile (`cpu_steal_percent`), which stalls the loop whatever it runs.
 The process runs with the garbage collector settings of `lake serve`
 (`lakeproxy.server.tune_gc`).
 
@@ -69,12 +71,27 @@ def entry_of(i: int, version: int = 0) -> Entry:
     )
 
 
+def cpu_times() -> tuple[int, int]:
+    """(all, stolen) CPU time of the machine so far, in clock ticks; (0, 0) where the kernel
+    does not say (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
 class StallMeter:
     """The longest time the event loop went without running a 1 ms ticker, and the longest
-    garbage collection in that time (to tell the two causes of a stall apart)."""
+    garbage collection in that time (to tell the two causes of a stall apart); also every
+    such time, and the share of the machine's CPU time its host took for others meanwhile
+    (a virtual machine's vCPU stopped by the host stalls the loop whatever it runs)."""
 
     def __init__(self) -> None:
         self.max_gap = 0.0
+        self.gaps: list[float] = []
+        self.cpu_start = self.cpu_end = (0, 0)
         self.max_gc = 0.0
         self.max_gc_generation = -1  # the generation the longest collection collected
         self._gc_started = 0.0
@@ -93,20 +110,39 @@ class StallMeter:
         while True:
             await asyncio.sleep(0.001)
             now = time.perf_counter()
-            self.max_gap = max(self.max_gap, now - last - 0.001)
+            self.gaps.append(now - last - 0.001)
+            self.max_gap = max(self.max_gap, self.gaps[-1])
             last = now
 
     async def __aenter__(self) -> StallMeter:
+        self.cpu_start = cpu_times()
         gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._tick())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        self.cpu_end = cpu_times()
         gc.callbacks.remove(self._on_gc)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+def stall_fields(meters: list[StallMeter]) -> dict[str, Any]:
+    """The stall figures of a commit row, over the commits `meters` watched."""
+    gaps = sorted(g for m in meters for g in m.gaps)
+    longest = max(meters, key=lambda m: m.max_gap)
+    gc_meter = max(meters, key=lambda m: m.max_gc)
+    total = sum(m.cpu_end[0] - m.cpu_start[0] for m in meters)
+    stolen = sum(m.cpu_end[1] - m.cpu_start[1] for m in meters)
+    return {
+        "max_loop_stall_ms": round(longest.max_gap * 1000, 1),
+        "p99_loop_stall_ms": round(gaps[len(gaps) * 99 // 100] * 1000, 1) if gaps else 0.0,
+        "max_gc_pause_ms": round(gc_meter.max_gc * 1000, 1),
+        "max_gc_generation": gc_meter.max_gc_generation,
+        "cpu_steal_percent": round(100 * stolen / total, 1) if total else 0.0,
+    }
 
 
 class Bench:
@@ -142,11 +178,8 @@ class Bench:
                                     (await self.g.get_commit(repo, "main")).id)
         self.manifest_bytes = root.nbytes
         self.emit({"op": "commit", "objects": 0, "changes": n, "seconds": seconds,
-                   "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes,
-                   "max_loop_stall_ms": round(ticker.max_gap * 1000, 1),
-                   "max_gc_pause_ms": round(ticker.max_gc * 1000, 1),
-                   "max_gc_generation": ticker.max_gc_generation,
-                   "cleanup_seconds": round(cleanup, 3)})
+                   "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes}
+                  | stall_fields([ticker]) | {"cleanup_seconds": round(cleanup, 3)})
 
     async def stage_changes(self, repo: str, branch: str, n: int, k: int, version: int) -> None:
         rnd = random.Random(k * 31 + version)
@@ -160,7 +193,7 @@ class Bench:
 
     async def measure(self, repo: str, n: int, k: int) -> None:
         commit_s, diff_s, merge_s, commit_b, merge_b = [], [], [], [], []
-        stall, gc_pause, gc_generation = 0.0, 0.0, -1
+        meters: list[StallMeter] = []
         for r in range(self.samples(k)):
             branch = self.fresh("exp")
             await self.g.create_branch(repo, branch, "main")
@@ -173,9 +206,7 @@ class Bench:
                 t0 = time.perf_counter()
                 await self.g.commit(repo, branch, f"{k} changes")
                 commit_s.append(time.perf_counter() - t0)
-            stall = max(stall, ticker.max_gap)
-            if ticker.max_gc > gc_pause:
-                gc_pause, gc_generation = ticker.max_gc, ticker.max_gc_generation
+            meters.append(ticker)
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
             await self.g.settle()
@@ -208,9 +239,7 @@ class Bench:
                 "op": op, "objects": n, "changes": k, "seconds": statistics.median(secs),
                 "bytes_written": int(statistics.median(written)) if written else 0,
                 "manifest_bytes": self.manifest_bytes,
-            } | ({"max_loop_stall_ms": round(stall * 1000, 1),
-                  "max_gc_pause_ms": round(gc_pause * 1000, 1),
-                  "max_gc_generation": gc_generation} if op == "commit" else {}))
+            } | (stall_fields(meters) if op == "commit" else {}))
 
     async def branch_creation(self, repo: str, n: int) -> None:
         times = []
@@ -291,9 +320,11 @@ def main() -> None:
             print(f"{row['op']:7} N={row['objects']:>9,} K={row['changes']:>9,} "
                   f"{row['seconds'] * 1000:>11.2f} ms  wrote {row['bytes_written']:>12,} B "
                   f"({pct:6.2f}% of manifest)"
-                  + (f"  loop stall max {row['max_loop_stall_ms']} ms"
+                  + (f"  loop stall max {row['max_loop_stall_ms']} ms,"
+                     f" p99 {row['p99_loop_stall_ms']} ms"
                      f" (longest GC {row['max_gc_pause_ms']} ms,"
-                     f" generation {row['max_gc_generation']})"
+                     f" generation {row['max_gc_generation']};"
+                     f" CPU stolen by the host {row['cpu_steal_percent']}%)"
                      if "max_loop_stall_ms" in row else "")
                   + (f", staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
                      if "cleanup_seconds" in row else ""), flush=True)

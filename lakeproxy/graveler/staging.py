@@ -17,6 +17,9 @@ from lakeproxy.metastore.base import Delete, DeleteRange, MetadataStore, Op, Put
 TOKEN_BYTES = 16
 _BATCH = 4096
 _FIRST_BATCH = 256
+_CHANGE_BATCH = 1024
+"""Staged rows a commit takes at a time. Each batch becomes changes in one step of the event
+loop: a batch of 4096 rows held it 4-5 ms during commits of 100,000 changes, 1024 for 1-2."""
 
 
 def new_token() -> bytes:
@@ -115,7 +118,7 @@ class StagingManager:
             if after is None:
                 return
             async for rows in self.store.scan_batches(
-                partition, prefix=tokens[0], after=after, batch_size=_BATCH
+                partition, prefix=tokens[0], after=after, batch_size=_CHANGE_BATCH
             ):
                 yield _changes(rows)
             return
@@ -124,7 +127,7 @@ class StagingManager:
         async for k, v in self.overlay(partition, tokens):
             keys.append(k)
             values.append(v or None)
-            if len(keys) >= _BATCH:
+            if len(keys) >= _CHANGE_BATCH:
                 yield keys, values
                 keys, values = [], []
         if keys:

@@ -23,7 +23,8 @@ garbage collection in that time (`max_gc_pause_ms`, of generation `max_gc_genera
 collector's share of a stall, and the share of the machine's CPU time the host of this virtual
 machine took for others meanwhile (`cpu_steal_percent`), which stalls the loop whatever it runs.
 The process runs with the garbage collector settings of `lake serve`
-(`lakeproxy.server.tune_gc`).
+(`lakeproxy.server.tune_gc`), and like it builds commits of 256 changes or more in a helper
+process (`--commit-workers 0` builds every commit in the benchmark's own process).
 
     python bench/core_bench.py --objects 10000,1000000 --changes 10,1000 [--json]
 """
@@ -274,11 +275,11 @@ def floor(n: int, folder: Path) -> float:
 
 
 async def run(objects: list[int], changes: list[int], repeat: int,
-              emit: Callable[[dict[str, Any]], None]) -> None:
+              emit: Callable[[dict[str, Any]], None], commit_workers: int = 1) -> None:
     with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
         folder = Path(tmp)
         store = await SqliteMetadataStore.open(folder / "metadata.db")
-        g = Graveler(store, BlockStores(folder / "blocks"))
+        g = Graveler(store, BlockStores(folder / "blocks"), commit_workers=commit_workers)
         tune_gc()  # as `lake serve` does once it has started
         bench = Bench(g, repeat, emit)
         try:
@@ -302,6 +303,8 @@ def main() -> None:
     parser.add_argument("--changes", default="10,1000,100000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--commit-workers", type=int, default=1,
+                        help="helper processes for big commits (0: none)")
     args = parser.parse_args()
     objects = [int(x) for x in args.objects.split(",")]
     changes = [int(x) for x in args.changes.split(",")]
@@ -326,7 +329,7 @@ def main() -> None:
                   + (f", staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
                      if "cleanup_seconds" in row else ""), flush=True)
 
-    asyncio.run(run(objects, changes, args.repeat, emit))
+    asyncio.run(run(objects, changes, args.repeat, emit, args.commit_workers))
 
 
 if __name__ == "__main__":

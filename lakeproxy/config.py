@@ -50,6 +50,7 @@ class Settings:
     default_namespace: str | None = None  # s3://bucket/prefix for new repositories
     sqlite_synchronous: str = "FULL"
     range_cache_mb: int = 256  # encoded ranges kept in memory behind the decoded ones
+    commit_workers: int = 1  # helper processes building big commits (0: in the server)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -83,6 +84,8 @@ class Settings:
             raise ConfigError("ready_timeout must be positive and shutdown_timeout not negative")
         if self.range_cache_mb < 0:
             raise ConfigError(f"range_cache_mb must not be negative, not {self.range_cache_mb}")
+        if self.commit_workers < 0:
+            raise ConfigError(f"commit_workers must not be negative, not {self.commit_workers}")
         if self.s3_max_attempts < 1:
             raise ConfigError(f"s3_max_attempts must be at least 1, not {self.s3_max_attempts}")
         if self.s3_connect_timeout <= 0 or self.s3_read_timeout <= 0:

@@ -23,4 +23,9 @@ async def open_graveler(settings: Settings) -> Graveler:
         s3=settings.s3,
         default_s3_namespace=settings.default_namespace,
     )
-    return Graveler(store, blocks, encoded_cache_bytes=settings.range_cache_mb * 1024 * 1024)
+    return Graveler(
+        store,
+        blocks,
+        encoded_cache_bytes=settings.range_cache_mb * 1024 * 1024,
+        commit_workers=settings.commit_workers,
+    )

@@ -128,6 +128,8 @@ async def graveler(metastore: MetadataStore, tmp_path: Path) -> AsyncIterator[Gr
     g = Graveler(metastore, BlockStores(tmp_path / "blocks"))
     yield g
     await g.blocks.close()
+    if g.workers is not None:
+        await g.workers.close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ and the committed trees (ranges and metaranges) over the two ports, a `MetadataS
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import aclosing, asynccontextmanager
@@ -25,6 +26,7 @@ from lakeproxy.errors import (
     TagExists,
     UncommittedChanges,
 )
+from lakeproxy.graveler.commit_worker import CommitWorkers, WorkerLost
 from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
 from lakeproxy.graveler.committed.diff import RawChange, diff_trees
 from lakeproxy.graveler.committed.merge import merge_trees
@@ -58,8 +60,11 @@ from lakeproxy.graveler.refs import REPOSITORIES, Partitions, RefManager
 from lakeproxy.graveler.staging import StagingManager, new_token, successor
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, MetadataStore, Op, Put
 
+log = logging.getLogger(__name__)
+
 _VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
+_WORKER_FROM = 256  # staged changes from which a commit is built by a helper process
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,9 @@ class Graveler(ObjectsMixin, MultipartMixin):
         blocks: the provider of block stores for storage namespaces.
         cache_bytes: the size of the in-memory cache of decoded ranges.
         encoded_cache_bytes: the size of the cache of encoded ranges behind it.
+        commit_workers: how many helper processes may build big commits at once (see
+            `commit_worker`); 0 builds them in this process. Only stores that another
+            process can open (SQLite, PostgreSQL) use them.
     """
 
     def __init__(
@@ -88,6 +96,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
         *,
         cache_bytes: int = 48 * 1024 * 1024,
         encoded_cache_bytes: int = 256 * 1024 * 1024,
+        commit_workers: int = 1,
     ) -> None:
         self.store = store
         self.blocks = blocks
@@ -98,6 +107,17 @@ class Graveler(ObjectsMixin, MultipartMixin):
         self.last_commit_stats = CommitStats(0, 0, 0)
         self._tasks: set[asyncio.Task[None]] = set()
         self.observers: list[Observer] = []  # told how long each commit and merge took
+        spec = getattr(store, "reopen_spec", None)
+        self.workers = (
+            CommitWorkers(
+                spec,
+                commit_workers,
+                cache_bytes=cache_bytes,
+                encoded_cache_bytes=encoded_cache_bytes,
+            )
+            if spec and commit_workers > 0
+            else None
+        )
 
     def trees(self, repo: Repository) -> TreeStore:
         return TreeStore(self.store, Partitions.of(repo).nodes, self.node_cache)
@@ -400,8 +420,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
                 tokens = [t for t in branch.sealed_tokens if t in ours]
                 head = await self.refs.get_commit(repo, branch.head)
                 base = await trees.root(head.metarange_id)
-                stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
-                root, writer = await apply_changes(trees, base, stream)
+                root, writer, stats = await self._apply_staged(trees, parts, tokens, base)
                 landed_elsewhere = attempt > 0 and not tokens
                 if root.id == base.id and not (allow_empty or landed_elsewhere):
                     await self._unseal(repo, branch_name, tokens)
@@ -428,7 +447,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
                     branch = await self.refs.get_branch(repo, branch_name)
                     continue
                 self.last_commit_stats = CommitStats(
-                    stream.count, writer.nodes_written, writer.bytes_written + len(raw)
+                    stats.changes, stats.nodes_written, stats.bytes_written + len(raw)
                 )
                 self._background(self._drop_tokens(repo, tokens))
                 return commit
@@ -437,6 +456,30 @@ class Graveler(ObjectsMixin, MultipartMixin):
             repository=repo.name,
             branch=branch_name,
         )
+
+    async def _apply_staged(
+        self, trees: TreeStore, parts: Partitions, tokens: list[bytes], base: NodeRef
+    ) -> tuple[NodeRef, TreeWriter | None, CommitStats]:
+        """Apply the sealed `tokens` to the tree at `base`: in a helper process when there
+        are many changes (the event loop only waits then), else here.
+
+        Returns the new root, the writer whose last ranges are still to be stored with the
+        commit (None when every range is stored), and what was applied and written.
+        """
+        stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
+        if self.workers is not None and await stream.fill() and len(stream.keys) >= _WORKER_FROM:
+            await stream.close()
+            try:
+                done = await self.workers.apply(trees.partition, parts.staging, tokens, base)
+            except WorkerLost as exc:
+                log.warning("building the commit here: %s", exc)
+                stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
+            else:
+                trees.cache.remember_root(done.root)
+                stats = CommitStats(done.changes, done.nodes_written, done.bytes_written)
+                return done.root, None, stats
+        root, writer = await apply_changes(trees, base, stream)
+        return root, writer, CommitStats(stream.count, writer.nodes_written, writer.bytes_written)
 
     def _seal(self, repo: Repository, *, refuse_protected: bool):  # type: ignore[no-untyped-def]
         async def seal(b: Branch) -> Branch:
@@ -858,8 +901,10 @@ class Graveler(ObjectsMixin, MultipartMixin):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
-        """Finish background cleanup and close the stores."""
+        """Finish background cleanup, stop the commit helpers and close the stores."""
         await self.settle()
+        if self.workers is not None:
+            await self.workers.close()
         await self.blocks.close()
         await self.store.close()
 

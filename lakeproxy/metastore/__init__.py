@@ -50,3 +50,21 @@ async def open_metastore(
         "unsupported metadata store URL: use postgresql://USER@HOST:PORT/DATABASE "
         "(or leave it unset for the embedded SQLite store in the data directory)"
     )
+
+
+async def open_by_spec(spec: tuple[str, ...]) -> MetadataStore:
+    """Open, in another process, the store whose `reopen_spec` is `spec`.
+
+    Raises:
+        InvalidArgument: `spec` names no store lakeproxy knows.
+    """
+    match spec:
+        case ("sqlite", path, synchronous):
+            from lakeproxy.metastore.sqlite import SqliteMetadataStore
+
+            return await SqliteMetadataStore.open(path, synchronous=synchronous)
+        case ("postgres", url):
+            from lakeproxy.metastore.postgres import PostgresMetadataStore
+
+            return await PostgresMetadataStore.open(url)
+    raise InvalidArgument(f"unknown metadata store: {spec[:1]!r}")

@@ -301,6 +301,7 @@ class PostgresMetadataStore(KeysetScans):
     def __init__(self, target: PostgresTarget, pool: AsyncConnectionPool[Any]) -> None:
         self._target = target
         self._pool = pool
+        self._url = ""  # the URL it was opened with (see `reopen_spec`)
         self._sql = _Statements(target.schema)
         self._closed = False
         # Point reads waiting for a read lane, and how many lanes are busy (see `_point_reads`).
@@ -370,12 +371,19 @@ class PostgresMetadataStore(KeysetScans):
             raise ServiceUnavailable(
                 f"cannot open connections to the metadata database ({target.display})"
             ) from exc
-        return cls(target, pool)
+        store = cls(target, pool)
+        store._url = url
+        return store
 
     @property
     def schema(self) -> str:
         """The PostgreSQL schema that holds the store."""
         return self._target.schema
+
+    @property
+    def reopen_spec(self) -> tuple[str, ...] | None:
+        """What another process passes to `open_by_spec` to open this same store."""
+        return ("postgres", self._url) if self._url else None
 
     # Running statements
 

@@ -353,8 +353,15 @@ class SqliteMetadataStore(KeysetScans):
     ``synchronous="FULL"`` a committed write survives a crash of the process and of the machine.
     """
 
-    def __init__(self, path: str, writer: GroupCommitWriter, readers: _ReaderPool) -> None:
+    def __init__(
+        self,
+        path: str,
+        writer: GroupCommitWriter,
+        readers: _ReaderPool,
+        synchronous: str = "FULL",
+    ) -> None:
         self._path = path
+        self._synchronous = synchronous
         self._writer = writer
         self._readers = readers
         self._closed = False
@@ -391,12 +398,19 @@ class SqliteMetadataStore(KeysetScans):
             raise InvalidArgument("readers must be at least 1")
         file = os.fspath(path)
         db = await asyncio.to_thread(_open_writer, file, mode, busy_timeout)
-        return cls(file, GroupCommitWriter(db, file), _ReaderPool(file, readers, busy_timeout))
+        return cls(
+            file, GroupCommitWriter(db, file), _ReaderPool(file, readers, busy_timeout), mode
+        )
 
     @property
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    @property
+    def reopen_spec(self) -> tuple[str, ...]:
+        """What another process passes to `open_by_spec` to open this same store."""
+        return ("sqlite", self._path, self._synchronous)
 
     def _check_open(self) -> None:
         if self._closed:

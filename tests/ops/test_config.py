@@ -80,6 +80,7 @@ def test_lake_config_names_the_file(tmp_path: Path) -> None:
         ("", {"LAKE_ACCESS_LOG": "maybe"}, "LAKE_ACCESS_LOG"),
         ("", {"LAKE_READY_TIMEOUT": "-1"}, "ready_timeout must be positive"),
         ("", {"LAKE_RANGE_CACHE_MB": "-1"}, "range_cache_mb must not be negative"),
+        ("", {"LAKE_COMMIT_WORKERS": "-1"}, "commit_workers must not be negative"),
     ],
 )
 def test_bad_settings_are_refused_with_their_source(
@@ -94,6 +95,16 @@ async def test_range_cache_size_reaches_the_core(tmp_path: Path) -> None:
     g = await open_graveler(settings)
     try:
         assert g.node_cache.encoded_max_bytes == 3 * 1024 * 1024
+        assert g.workers is not None and g.workers.cache[1] == 3 * 1024 * 1024
+    finally:
+        await g.close()
+
+
+async def test_commit_workers_reach_the_core(tmp_path: Path) -> None:
+    settings = Settings.load(None, {"LAKE_COMMIT_WORKERS": "0"}, data_dir=tmp_path)
+    g = await open_graveler(settings)
+    try:
+        assert g.workers is None
     finally:
         await g.close()
 

@@ -48,6 +48,14 @@ class ChangeStream:
         """Let `ahead` read the batches (one ahead) and the ranges they touch."""
         self._batches = ahead.batches(self._batches)
 
+    async def close(self) -> None:
+        """Stop reading the batches (the ones not consumed are never read)."""
+        close = getattr(self._batches, "aclose", None)
+        if close is not None:
+            await close()
+        self._done = True
+        self.keys, self.values, self.pos = [], [], 0
+
     async def fill(self) -> bool:
         """Make the cursor point at a change; False once every change was consumed."""
         while self.pos >= len(self.keys):

@@ -1,0 +1,224 @@
+"""Big commits built by helper processes: same result as in the serving process, errors kept,
+and a lost or cancelled helper never loses or half-applies a commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lakeproxy.blockstore.provider import BlockStores
+from lakeproxy.errors import StorageError
+from lakeproxy.graveler import Entry, Graveler, commit_worker
+from lakeproxy.graveler.refs import Partitions
+from lakeproxy.metastore.base import MetadataStore
+from lakeproxy.metastore.sqlite import SqliteMetadataStore
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _items(n: int, tag: str = "") -> list[tuple[str, Entry]]:
+    return [
+        (f"data/{i:06d}", Entry(f"addr/{tag}{i}", i, f"etag{tag}{i}", "sum", 1_700_000_000.0))
+        for i in range(n)
+    ]
+
+
+def _helpers(g: Graveler) -> list[commit_worker._Helper]:
+    assert g.workers is not None
+    return list(g.workers._idle)
+
+
+@pytest.fixture
+async def pair(metastore: MetadataStore, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Two Gravelers on one store: one builds big commits in helpers, one in itself."""
+    helped = Graveler(metastore, BlockStores(tmp_path / "blocks"))
+    local = Graveler(metastore, BlockStores(tmp_path / "blocks"), commit_workers=0)
+    yield helped, local
+    if helped.workers is not None:
+        await helped.workers.close()
+    await helped.blocks.close()
+    await local.blocks.close()
+
+
+async def test_a_helper_builds_the_same_commit_as_the_serving_process(
+    pair: tuple[Graveler, Graveler], metastore: MetadataStore
+) -> None:
+    helped, local = pair
+    for g, repo in ((helped, "helped"), (local, "local")):
+        await g.create_repository(repo)
+        await g.stage_many(repo, "main", _items(3000))
+        await g.commit(repo, "main", "load", creation_date=1.0)
+        # Replace every third key, delete every seventh, add a few past the end.
+        await g.stage_many(repo, "main", [
+            (k, e) for k, e in _items(3000, "v2") if int(k[-6:]) % 3 == 0
+        ] + [(f"data/{i:06d}", e) for i, (_, e) in enumerate(_items(10, "new"), 5000)])
+        await g.delete_entries(repo, "main", [f"data/{i:06d}" for i in range(0, 3000, 7)])
+        await g.commit(repo, "main", "change", creation_date=2.0)
+        changed = {i for i in range(3000) if i % 3 == 0 or i % 7 == 0}
+        assert g.last_commit_stats.changes == len(changed) + 10
+
+    if helped.workers is None:  # the in-memory store: no other process can open it
+        assert not hasattr(metastore, "reopen_spec")
+        return
+    [helper] = _helpers(helped)
+    assert helper.alive
+    a = await helped.get_commit("helped", "main")
+    b = await local.get_commit("local", "main")
+    assert a.metarange_id == b.metarange_id
+    assert [k async for k, _ in helped.iter_entries("helped", "main")] == [
+        k async for k, _ in local.iter_entries("local", "main")
+    ]
+    entry = await helped.get_entry("helped", "main", "data/000003")
+    assert entry.address == "addr/v23"
+    # Small commits stay in the serving process; the helper waits for the next big one.
+    await helped.stage_many("helped", "main", _items(5, "small"))
+    await helped.commit("helped", "main", "small")
+    assert _helpers(helped) == [helper]
+
+
+@pytest.mark.parametrize("metastore", ["sqlite"], indirect=True)
+async def test_a_lost_helper_means_the_commit_is_built_here(
+    pair: tuple[Graveler, Graveler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helped, _ = pair
+    await helped.create_repository("repo")
+    await helped.stage_many("repo", "main", _items(1000))
+    # A helper that exits at once: the request finds no one to answer it.
+    monkeypatch.setattr(commit_worker, "COMMAND", [sys.executable, "-c", "pass"])
+    await helped.commit("repo", "main", "load")
+    assert helped.last_commit_stats.changes == 1000
+    assert len([k async for k, _ in helped.iter_entries("repo", "main")]) == 1000
+    assert _helpers(helped) == []
+    # A helper that died while idle is replaced.
+    monkeypatch.undo()
+    await helped.stage_many("repo", "main", _items(1000, "v2"))
+    await helped.commit("repo", "main", "second")
+    [helper] = _helpers(helped)
+    helper.proc.kill()
+    helper.proc.wait()
+    await helped.stage_many("repo", "main", _items(1000, "v3"))
+    await helped.commit("repo", "main", "third")
+    [other] = _helpers(helped)
+    assert other is not helper and other.alive
+    assert (await helped.get_entry("repo", "main", "data/000999")).address == "addr/v3999"
+
+
+@pytest.mark.parametrize("metastore", ["sqlite", "postgres"], indirect=True)
+async def test_a_helper_failure_is_the_same_error_and_changes_nothing(
+    pair: tuple[Graveler, Graveler], metastore: MetadataStore
+) -> None:
+    helped, _ = pair
+    await helped.create_repository("repo")
+    await helped.stage_many("repo", "main", _items(3000))
+    await helped.commit("repo", "main", "load")
+    head = await helped.get_commit("repo", "main")
+    # A range of the head vanishes from the store (the serving process still has it in its
+    # cache; the helper, fresh, must read it).
+    repo = await helped.refs.get_repository("repo")
+    nodes = Partitions.of(repo).nodes
+    [helper] = _helpers(helped)
+    helper.stop()
+    helped.workers._idle.clear()  # type: ignore[union-attr]
+    ids = [k async for k, _ in metastore.scan(nodes)]
+    for nid in ids:
+        if nid.hex() != head.metarange_id:
+            await metastore.delete(nodes, nid)
+    await helped.stage_many("repo", "main", _items(500, "v2"))
+    with pytest.raises(StorageError, match="missing range"):
+        await helped.commit("repo", "main", "broken")
+    assert (await helped.get_commit("repo", "main")).id == head.id
+    entry = await helped.get_entry("repo", "main", "data/000001")
+    assert entry.address == "addr/v21"  # still staged
+
+
+@pytest.mark.parametrize("metastore", ["sqlite"], indirect=True)
+async def test_a_cancelled_commit_stops_its_helper_and_keeps_every_write(
+    pair: tuple[Graveler, Graveler],
+) -> None:
+    helped, _ = pair
+    await helped.create_repository("repo")
+    await helped.stage_many("repo", "main", _items(200_000))
+    head = await helped.get_commit("repo", "main")
+    task = asyncio.create_task(helped.commit("repo", "main", "big"))
+    assert helped.workers is not None
+    for _ in range(10_000):
+        if helped.workers.busy or task.done():
+            break
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _helpers(helped) == []  # killed, not returned to the pool
+    assert (await helped.get_commit("repo", "main")).id == head.id
+    assert (await helped.get_entry("repo", "main", "data/199999")).size == 199999
+    await helped.commit("repo", "main", "big, again")
+    assert helped.last_commit_stats.changes == 200_000
+    assert len(_helpers(helped)) == 1
+
+
+async def test_closing_the_graveler_stops_its_helpers(tmp_path: Path) -> None:
+    store = await SqliteMetadataStore.open(tmp_path / "m.db")
+    g = Graveler(store, BlockStores(tmp_path / "blocks"))
+    await g.create_repository("repo")
+    await g.stage_many("repo", "main", _items(1000))
+    await g.commit("repo", "main", "load")
+    [helper] = _helpers(g)
+    await g.close()
+    assert helper.proc.returncode == 0
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from lakeproxy.blockstore.provider import BlockStores
+    from lakeproxy.graveler import Entry, Graveler
+    from lakeproxy.metastore.sqlite import SqliteMetadataStore
+
+    async def main(path):
+        store = await SqliteMetadataStore.open(Path(path) / "m.db")
+        g = Graveler(store, BlockStores(Path(path) / "blocks"))
+        await g.create_repository("repo")
+        await g.stage_many("repo", "main", [
+            (f"k/{i:05d}", Entry(f"a/{i}", i, "e", "c", 1.0)) for i in range(1000)
+        ])
+        await g.commit("repo", "main", "load")
+        print(g.workers._idle[0].proc.pid, flush=True)
+        await asyncio.sleep(60)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_helper_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(tmp_path), stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    helper = int(line)
+    os.kill(helper, 0)  # running
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    for _ in range(500):
+        if not _running(helper):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"helper {helper} outlived its parent")
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")  # a zombie is dead, waiting to be reaped by init

@@ -23,8 +23,9 @@ garbage collection in that time (`max_gc_pause_ms`, of generation `max_gc_genera
 collector's share of a stall, and the share of the machine's CPU time the host of this virtual
 machine took for others meanwhile (`cpu_steal_percent`), which stalls the loop whatever it runs.
 The process runs with the garbage collector settings of `lake serve`
-(`lakeproxy.server.tune_gc`), and like it builds commits of 256 changes or more in a helper
-process (`--commit-workers 0` builds every commit in the benchmark's own process).
+(`lakeproxy.server.tune_gc`), and like it builds commits and merges of 256 changes or more in
+a helper process, started before the first measurement (`--commit-workers 0` builds every
+commit in the benchmark's own process).
 
     python bench/core_bench.py --objects 10000,1000000 --changes 10,1000 [--json]
 """
@@ -280,6 +281,8 @@ async def run(objects: list[int], changes: list[int], repeat: int,
         folder = Path(tmp)
         store = await SqliteMetadataStore.open(folder / "metadata.db")
         g = Graveler(store, BlockStores(folder / "blocks"), commit_workers=commit_workers)
+        if g.workers is not None:
+            g.workers.start()  # as in a server that has built a big commit before
         tune_gc()  # as `lake serve` does once it has started
         bench = Bench(g, repeat, emit)
         try:

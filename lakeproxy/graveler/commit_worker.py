@@ -1,4 +1,5 @@
-"""Building the ranges of big commits in helper processes, outside the serving process's GIL.
+"""Building the ranges of big commits, and of merges, in helper processes, outside the
+serving process's GIL.
 
 A commit of many changes decodes, merges, encodes and hashes ranges for hundreds of
 milliseconds or more. On the event loop's thread, even cut into 1 ms steps, that work
@@ -6,14 +7,21 @@ competes for the GIL and the CPU with the metadata store's threads, so the loop 
 10-40 ms at a time without serving anyone. A helper process opens the same metadata store,
 reads the sealed staging tokens, applies them to the head's tree and stores the new ranges;
 the serving process only waits for the new root, then publishes the commit itself (the
-compare-and-swap of the branch stays where the branch lock is).
+compare-and-swap of the branch stays where the branch lock is). A merge (and a revert or a
+cherry-pick) is diffed and built the same way.
 
 Ranges are content-addressed, so a helper that dies midway leaves only unreferenced ranges
 behind, and the commit is then built in the serving process instead. A helper exits when
 the process that started it does.
 
-Protocol: frames of a 4-byte big-endian length and a msgpack map, one request and one answer
-at a time, on the helper's stdin and stdout.
+The helper also sends back the ranges it wrote (the most recent, up to the size of the
+server's encoded range cache), which the server caches as it would have had it built them: a
+diff or a read of the new commit right after it does not have to read them back from the
+store.
+
+Protocol, on the helper's stdin and stdout: frames of a 4-byte big-endian length and a msgpack
+body. One request (a map) at a time; the answer is a map, followed by as many frames of
+ranges (lists of [id, encoded range]) as its "frames" says.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import struct
 import subprocess
 import sys
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -35,11 +44,15 @@ from typing import IO, Any
 import msgpack
 
 from lakeproxy import errors
-from lakeproxy.graveler.committed.tree import NodeRef
+from lakeproxy.graveler.committed.tree import NodeCache, NodeRef, TreeStore
+from lakeproxy.graveler.committed.writer import TreeWriter
+from lakeproxy.graveler.model import MergeStrategy
+from lakeproxy.metastore.base import MetadataStore
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">I")
+_RANGES_FRAME_BYTES = 1024 * 1024  # unpacked in one go, with the GIL held: keep it short
 _PARENT_VARIABLE = "LAKEPROXY_WORKER_PARENT"
 # Not `-m`: the package imports this module, and running it again as __main__ would make a
 # second copy of it.
@@ -54,19 +67,19 @@ class Applied:
     changes: int
     nodes_written: int
     bytes_written: int
+    ranges: list[list[tuple[bytes, bytes]]]  # new ranges to cache, in frames
 
 
 class WorkerLost(Exception):
     """The helper died or stopped answering; the work must be done in this process."""
 
 
-def _write_frame(out: IO[bytes], message: dict[str, Any]) -> None:
+def _write_frame(out: IO[bytes], message: Any) -> None:
     body = msgpack.packb(message, use_bin_type=True)
     out.write(_HEADER.pack(len(body)) + body)
-    out.flush()
 
 
-def _read_frame(src: IO[bytes]) -> dict[str, Any] | None:
+def _read_frame(src: IO[bytes]) -> Any:
     """The next message, or None at the end of the stream (a short frame counts as the end)."""
     header = src.read(_HEADER.size)
     if len(header) < _HEADER.size:
@@ -75,16 +88,28 @@ def _read_frame(src: IO[bytes]) -> dict[str, Any] | None:
     body = src.read(size)
     if len(body) < size:
         return None
-    message: dict[str, Any] = msgpack.unpackb(body, raw=False)
-    return message
+    return msgpack.unpackb(body, raw=False)
 
 
-def _error_from(kind: str, message: str) -> errors.LakeproxyError:
+def _range_frames(ranges: list[tuple[bytes, bytes]]) -> list[list[tuple[bytes, bytes]]]:
+    frames: list[list[tuple[bytes, bytes]]] = [[]]
+    size = 0
+    for item in ranges:
+        if size >= _RANGES_FRAME_BYTES:
+            frames.append([])
+            size = 0
+        frames[-1].append(item)
+        size += len(item[1])
+    return frames if ranges else []
+
+
+def _error_from(answer: dict[str, Any]) -> errors.LakeproxyError:
     """The error a helper reported, as the same class of the core's hierarchy."""
+    kind, message = answer["error"]
+    if kind == "MergeConflict":
+        return errors.MergeConflict(message, answer.get("conflicts", []))
     cls = getattr(errors, kind, None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.LakeproxyError)) or (
-        cls is errors.MergeConflict
-    ):
+    if not (isinstance(cls, type) and issubclass(cls, errors.LakeproxyError)):
         cls = errors.StorageError
     return cls(message)
 
@@ -105,17 +130,21 @@ class _Helper:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send a request and wait for the answer (blocking: run it on a thread)."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def ask(self, request: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        """Send a request and wait for the answer and its frames of ranges (blocking: run it
+        on a thread)."""
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
         try:
-            _write_frame(self.proc.stdin, request)
+            _write_frame(stdin, request)
+            stdin.flush()
         except (BrokenPipeError, ValueError) as exc:
             raise WorkerLost("the commit helper is gone") from exc
-        answer = _read_frame(self.proc.stdout)
-        if answer is None:
+        answer = _read_frame(stdout)
+        frames = [_read_frame(stdout) for _ in range(answer.get("frames", 0) if answer else 0)]
+        if answer is None or any(f is None for f in frames):
             raise WorkerLost(f"the commit helper exited ({self.proc.wait()})")
-        return answer
+        return answer, frames
 
     def stop(self, *, kill: bool = False) -> None:
         """Close its stdin (it exits when it reads the end), or kill it; then reap it."""
@@ -162,8 +191,15 @@ class CommitWorkers:
         self._slots = asyncio.BoundedSemaphore(size)
         self._closed = False
         self.busy = 0  # helpers working right now
+        self.answered = 0  # requests helpers answered (errors included)
         # Dropped without `close()`, the pool still stops its idle helpers.
         weakref.finalize(self, _stop_all, self._idle)
+
+    def start(self) -> None:
+        """Start a helper now, rather than at the first big commit (a helper takes a few
+        hundred milliseconds to import lakeproxy and open the store)."""
+        if not self._closed and not self._idle:
+            self._idle.append(self._take())
 
     async def apply(
         self,
@@ -179,21 +215,42 @@ class CommitWorkers:
             WorkerLost: no helper could do it (the caller builds the commit itself).
             LakeproxyError: the helper failed as the same work in this process would have.
         """
-        if self._closed:
-            raise WorkerLost("the commit helpers are closed")
-        request = {
-            "store": list(self.spec),
-            "cache": list(self.cache),
+        return await self._run({
+            "op": "apply",
             "nodes": nodes_partition,
             "staging": staging_partition,
             "tokens": list(tokens),
             "base": base.hex,
-        }
+        })
+
+    async def merge(
+        self,
+        nodes_partition: str,
+        base: NodeRef,
+        source: NodeRef,
+        dest: NodeRef,
+        strategy: MergeStrategy,
+    ) -> Applied:
+        """`merge_trees` in a helper, which stores every new range; the caller publishes the
+        merge commit. Raises as `apply` does, and MergeConflict with every conflicting key."""
+        return await self._run({
+            "op": "merge",
+            "nodes": nodes_partition,
+            "base": base.hex,
+            "source": source.hex,
+            "dest": dest.hex,
+            "strategy": strategy.value,
+        })
+
+    async def _run(self, request: dict[str, Any]) -> Applied:
+        if self._closed:
+            raise WorkerLost("the commit helpers are closed")
+        request.update(store=list(self.spec), cache=list(self.cache))
         async with self._slots:
             helper = self._take()
             self.busy += 1
             try:
-                answer = await asyncio.to_thread(helper.ask, request)
+                answer, frames = await asyncio.to_thread(helper.ask, request)
             except BaseException:
                 # Lost, or the commit was cancelled while the helper works: it may be midway,
                 # so it cannot take the next request.
@@ -201,15 +258,15 @@ class CommitWorkers:
                 raise
             finally:
                 self.busy -= 1
+            self.answered += 1
             if self._closed:
                 await asyncio.to_thread(helper.stop)
             else:
                 self._idle.append(helper)
         if "error" in answer:
-            kind, message = answer["error"]
-            raise _error_from(kind, message)
+            raise _error_from(answer)
         return Applied(
-            NodeRef(*answer["root"]), answer["changes"], answer["nodes"], answer["bytes"]
+            NodeRef(*answer["root"]), answer["changes"], answer["nodes"], answer["bytes"], frames
         )
 
     def _take(self) -> _Helper:
@@ -249,16 +306,33 @@ def _die_with_parent() -> None:
         sys.exit(0)
 
 
+class _KeepingTrees(TreeStore):
+    """A TreeStore that also keeps the last `budget` bytes of the ranges it writes."""
+
+    def __init__(
+        self, store: MetadataStore, partition: str, cache: NodeCache, budget: int
+    ) -> None:
+        super().__init__(store, partition, cache)
+        self.budget = budget
+        self.kept: deque[tuple[bytes, bytes]] = deque()
+        self.kept_bytes = 0
+
+    async def write(self, nodes: list[tuple[bytes, bytes]]) -> None:
+        await super().write(nodes)
+        self.kept.extend(nodes)
+        self.kept_bytes += sum(len(raw) for _, raw in nodes)
+        while self.kept and self.kept_bytes > self.budget:
+            self.kept_bytes -= len(self.kept.popleft()[1])
+
+
 class _Server:
     def __init__(self) -> None:
-        from lakeproxy.graveler.committed.tree import NodeCache
-
-        self.stores: dict[tuple[str, ...], Any] = {}
+        self.stores: dict[tuple[str, ...], MetadataStore] = {}
         self.cache: NodeCache | None = None
 
-    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, request: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
-        from lakeproxy.graveler.committed.tree import NodeCache, TreeStore
+        from lakeproxy.graveler.committed.merge import merge_trees
         from lakeproxy.graveler.staging import StagingManager
         from lakeproxy.metastore import open_by_spec
 
@@ -268,19 +342,31 @@ class _Server:
             store = self.stores[spec] = await open_by_spec(spec)
         if self.cache is None:
             self.cache = NodeCache(*request["cache"])
-        trees = TreeStore(store, request["nodes"], self.cache)
+        trees = _KeepingTrees(store, request["nodes"], self.cache, request["cache"][1])
         base = await trees.root(request["base"])
-        stream = ChangeStream(
-            StagingManager(store).change_batches(request["staging"], request["tokens"])
-        )
-        root, writer = await apply_changes(trees, base, stream)
-        await trees.write(writer.take_pending())
+        changes = 0
+        writer: TreeWriter | None
+        if request["op"] == "merge":
+            root, writer = await merge_trees(
+                trees, base, await trees.root(request["source"]),
+                await trees.root(request["dest"]), MergeStrategy(request["strategy"]),
+            )
+        else:
+            stream = ChangeStream(
+                StagingManager(store).change_batches(request["staging"], request["tokens"])
+            )
+            root, writer = await apply_changes(trees, base, stream)
+            changes = stream.count
+        if writer is not None:
+            await trees.write(writer.take_pending())
+        frames = _range_frames(list(trees.kept))
         return {
             "root": list(root),
-            "changes": stream.count,
-            "nodes": writer.nodes_written,
-            "bytes": writer.bytes_written,
-        }
+            "changes": changes,
+            "nodes": writer.nodes_written if writer else 0,
+            "bytes": writer.bytes_written if writer else 0,
+            "frames": len(frames),
+        }, frames
 
     async def close(self) -> None:
         for store in self.stores.values():
@@ -296,14 +382,19 @@ def main() -> None:
     with asyncio.Runner() as runner:
         try:
             while (request := _read_frame(src)) is not None:
+                frames: list[Any] = []
                 try:
-                    answer = runner.run(server.handle(request))
+                    answer, frames = runner.run(server.handle(request))
+                except errors.MergeConflict as exc:
+                    answer = {"error": ["MergeConflict", exc.message], "conflicts": exc.conflicts}
                 except errors.LakeproxyError as exc:
                     answer = {"error": [type(exc).__name__, exc.message]}
                 except Exception as exc:  # reported, not fatal: the next commit may succeed
                     log.exception("commit helper failed")
                     answer = {"error": ["StorageError", f"building the commit failed: {exc}"]}
-                _write_frame(out, answer)
+                for message in (answer, *frames):
+                    _write_frame(out, message)
+                out.flush()
         finally:
             runner.run(server.close())
 

@@ -26,10 +26,10 @@ from lakeproxy.errors import (
     TagExists,
     UncommittedChanges,
 )
-from lakeproxy.graveler.commit_worker import CommitWorkers, WorkerLost
+from lakeproxy.graveler.commit_worker import Applied, CommitWorkers, WorkerLost
 from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
 from lakeproxy.graveler.committed.diff import RawChange, diff_trees
-from lakeproxy.graveler.committed.merge import merge_trees
+from lakeproxy.graveler.committed.merge import MergeTooBig, merge_trees
 from lakeproxy.graveler.committed.tree import EMPTY_ROOT, NodeCache, NodeRef, TreeStore
 from lakeproxy.graveler.committed.writer import TreeWriter
 from lakeproxy.graveler.ids import (
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 _VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
-_WORKER_FROM = 256  # staged changes from which a commit is built by a helper process
+_WORKER_FROM = 256  # changes from which a commit or a merge is built by a helper process
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,11 +475,45 @@ class Graveler(ObjectsMixin, MultipartMixin):
                 log.warning("building the commit here: %s", exc)
                 stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
             else:
-                trees.cache.remember_root(done.root)
+                await _keep(trees.cache, done)
                 stats = CommitStats(done.changes, done.nodes_written, done.bytes_written)
                 return done.root, None, stats
         root, writer = await apply_changes(trees, base, stream)
         return root, writer, CommitStats(stream.count, writer.nodes_written, writer.bytes_written)
+
+    async def _merge_trees(
+        self,
+        trees: TreeStore,
+        base: NodeRef,
+        source: NodeRef,
+        dest: NodeRef,
+        strategy: MergeStrategy,
+    ) -> tuple[NodeRef, TreeWriter | None, CommitStats]:
+        """`merge_trees`: here, unless both sides moved from the base and the merge turns out
+        to take more than a few hundred changes, in which case it stops and a helper process
+        does it all.
+
+        Returns the merged root, the writer whose last ranges are still to be stored with the
+        merge commit (None when every range is stored), and what was written.
+        """
+        if self.workers is not None and len({base.id, source.id, dest.id}) == 3:
+            try:
+                root, writer = await merge_trees(
+                    trees, base, source, dest, strategy, max_changes=_WORKER_FROM
+                )
+            except MergeTooBig:
+                pass
+            else:
+                return root, writer, _written(writer)
+            try:
+                done = await self.workers.merge(trees.partition, base, source, dest, strategy)
+            except WorkerLost as exc:
+                log.warning("merging here: %s", exc)
+            else:
+                await _keep(trees.cache, done)
+                return done.root, None, CommitStats(0, done.nodes_written, done.bytes_written)
+        root, writer = await merge_trees(trees, base, source, dest, strategy)
+        return root, writer, _written(writer)
 
     def _seal(self, repo: Repository, *, refuse_protected: bool):  # type: ignore[no-untyped-def]
         async def seal(b: Branch) -> Branch:
@@ -721,7 +755,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
                         return src
                     continue
                 base = EMPTY_ROOT if base_id is None else await self.root_of(repo, base_id)
-                root, writer = await merge_trees(
+                root, writer, stats = await self._merge_trees(
                     trees, base, await trees.root(src.metarange_id),
                     await trees.root(head.metarange_id), strategy,
                 )
@@ -733,8 +767,7 @@ class Graveler(ObjectsMixin, MultipartMixin):
                                branch.sealed_tokens, branch.protected)
                 if await self._publish(repo, branch, moved, result, raw, writer):
                     self.last_commit_stats = CommitStats(
-                        0, writer.nodes_written if writer else 0,
-                        (writer.bytes_written if writer else 0) + len(raw),
+                        0, stats.nodes_written, stats.bytes_written + len(raw)
                     )
                     return result
         raise PreconditionFailed(
@@ -781,8 +814,9 @@ class Graveler(ObjectsMixin, MultipartMixin):
                 )
                 head = await self.refs.get_commit(repo, branch.head)
                 dest = await self.trees(repo).root(head.metarange_id)
-                root, writer = await merge_trees(self.trees(repo), base, source, dest,
-                                                 MergeStrategy.FAIL)
+                root, writer, _ = await self._merge_trees(
+                    self.trees(repo), base, source, dest, MergeStrategy.FAIL
+                )
                 if root.id == dest.id:
                     raise NoChanges(
                         f"applying {target.id[:12]} to {branch_name!r} changes nothing",
@@ -907,6 +941,22 @@ class Graveler(ObjectsMixin, MultipartMixin):
             await self.workers.close()
         await self.blocks.close()
         await self.store.close()
+
+
+def _written(writer: TreeWriter | None) -> CommitStats:
+    return CommitStats(0, writer.nodes_written, writer.bytes_written) if writer else \
+        CommitStats(0, 0, 0)
+
+
+async def _keep(cache: NodeCache, done: Applied) -> None:
+    """Cache the ranges a helper wrote (encoded, as a writer here would have), a few frames
+    per step of the event loop."""
+    cache.remember_root(done.root)
+    for n, frame in enumerate(done.ranges, 1):
+        for nid, raw in frame:
+            cache.put_encoded(nid, raw)
+        if n % 8 == 0:
+            await asyncio.sleep(0)
 
 
 def _change(key: bytes, left: bytes | None, right: bytes | None) -> Change:

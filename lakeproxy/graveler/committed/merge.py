@@ -12,6 +12,10 @@ from lakeproxy.graveler.committed.writer import TreeWriter
 from lakeproxy.graveler.model import IDENTITY_BYTES, MergeStrategy
 
 
+class MergeTooBig(Exception):
+    """The merge has more changes than the caller allowed (see `merge_trees`)."""
+
+
 def _same(a: bytes | None, b: bytes | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -28,6 +32,7 @@ async def merge_trees(
     source: NodeRef,
     dest: NodeRef,
     strategy: MergeStrategy,
+    max_changes: int | None = None,
 ) -> tuple[NodeRef, TreeWriter | None]:
     """Merge `source` into `dest` relative to their common ancestor `base`.
 
@@ -41,6 +46,10 @@ async def merge_trees(
         The merged tree's root and the writer that built it, whose `pending_nodes` the caller
         must store (None when one side's tree is the result as it is: only one side changed, or
         neither).
+
+    Raises:
+        MergeTooBig: more than `max_changes` keys to take or in conflict (found before
+            anything is written).
     """
     if source.id == dest.id or source.id == base.id:
         return dest, None
@@ -78,6 +87,10 @@ async def merge_trees(
             keys.append(key)
             values.append(src_value)
         s = await _next(src_changes)
+        if max_changes is not None and len(keys) + len(conflicts) > max_changes:
+            await src_changes.aclose()
+            await dst_changes.aclose()
+            raise MergeTooBig(max_changes)
     if conflicts:
         raise MergeConflict(
             f"merge found {len(conflicts)} conflicting key(s) changed on both sides: "

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from lakeproxy.blockstore.provider import BlockStores
-from lakeproxy.errors import StorageError
-from lakeproxy.graveler import Entry, Graveler, commit_worker
+from lakeproxy.errors import MergeConflict, StorageError
+from lakeproxy.graveler import Entry, Graveler, MergeStrategy, commit_worker
 from lakeproxy.graveler.refs import Partitions
 from lakeproxy.metastore.base import MetadataStore
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
@@ -68,6 +68,12 @@ async def test_a_helper_builds_the_same_commit_as_the_serving_process(
         return
     [helper] = _helpers(helped)
     assert helper.alive
+    # The helper sent back the ranges it wrote: the serving process has every one of them in
+    # its cache, as if it had built the commit itself.
+    nodes = Partitions.of(await helped.refs.get_repository("helped")).nodes
+    stored = [k async for k, _ in metastore.scan(nodes)]
+    assert len(stored) > 50
+    assert all(nid in helped.node_cache for nid in stored)
     a = await helped.get_commit("helped", "main")
     b = await local.get_commit("local", "main")
     assert a.metarange_id == b.metarange_id
@@ -166,10 +172,15 @@ async def test_a_cancelled_commit_stops_its_helper_and_keeps_every_write(
 async def test_closing_the_graveler_stops_its_helpers(tmp_path: Path) -> None:
     store = await SqliteMetadataStore.open(tmp_path / "m.db")
     g = Graveler(store, BlockStores(tmp_path / "blocks"))
+    assert g.workers is not None
+    g.workers.start()  # ahead of the first big commit, which then uses it
+    g.workers.start()
+    [helper] = _helpers(g)
     await g.create_repository("repo")
     await g.stage_many("repo", "main", _items(1000))
     await g.commit("repo", "main", "load")
-    [helper] = _helpers(g)
+    assert _helpers(g) == [helper]
+    assert g.workers.answered == 1
     await g.close()
     assert helper.proc.returncode == 0
 
@@ -222,3 +233,57 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")  # a zombie is dead, waiting to be reaped by init
+
+
+async def _diverged(g: Graveler, repo: str) -> None:
+    """main and a feature branch that both changed 600 keys since they parted, 200 of them
+    the same keys differently."""
+    await g.create_repository(repo)
+    await g.stage_many(repo, "main", _items(3000))
+    await g.commit(repo, "main", "load", creation_date=1.0)
+    await g.create_branch(repo, "feature", "main")
+    await g.stage_many(repo, "feature", _items(600, "f"))
+    await g.commit(repo, "feature", "feature work", creation_date=2.0)
+    await g.stage_many(repo, "main", [(k, e) for k, e in _items(3000, "m") if k >= "data/000400"
+                                      and k < "data/001000"])
+    await g.commit(repo, "main", "main work", creation_date=3.0)
+
+
+async def test_a_helper_merges_as_the_serving_process_does(
+    pair: tuple[Graveler, Graveler], metastore: MetadataStore
+) -> None:
+    helped, local = pair
+    for g, repo in ((helped, "helped"), (local, "local")):
+        await _diverged(g, repo)
+        with pytest.raises(MergeConflict) as conflict:
+            await g.merge(repo, "feature", "main")
+        assert conflict.value.conflicts == [f"data/{i:06d}" for i in range(400, 600)]
+        assert (await g.get_commit(repo, "main")).message == "main work"
+        await g.merge(repo, "feature", "main", strategy=MergeStrategy.SOURCE_WINS)
+        # Two more commits, then a revert of the first of them.
+        for tag, lo in (("late", 2000), ("later", 2500)):
+            await g.stage_many(repo, "main", [
+                (k, e) for k, e in _items(3000, tag) if lo <= int(k[-6:]) < lo + 300
+            ])
+            await g.commit(repo, "main", tag, creation_date=4.0)
+        await g.revert(repo, "main", "main~1")
+    if helped.workers is None:
+        return
+    # Five commits, two merges and the revert, each answered by the helper.
+    assert helped.workers.answered == 8
+    a = await helped.get_commit("helped", "main")
+    b = await local.get_commit("local", "main")
+    assert a.metarange_id == b.metarange_id
+    assert (await helped.get_entry("helped", "main", "data/000500")).address == "addr/f500"
+    assert (await helped.get_entry("helped", "main", "data/000700")).address == "addr/m700"
+    assert (await helped.get_entry("helped", "main", "data/002100")).address == "addr/2100"
+    assert (await helped.get_entry("helped", "main", "data/002600")).address == "addr/later2600"
+    assert helped.last_commit_stats.bytes_written > 0
+    # A small merge stays in the serving process.
+    await helped.stage_many("helped", "feature", _items(10, "small"))
+    await helped.commit("helped", "feature", "small")
+    await helped.stage_many("helped", "main", [("other", _items(1)[0][1])])
+    await helped.commit("helped", "main", "other")
+    await helped.merge("helped", "feature", "main", strategy=MergeStrategy.SOURCE_WINS)
+    assert helped.workers.answered == 8
+    assert (await helped.get_entry("helped", "main", "data/000009")).address == "addr/small9"

@@ -23,7 +23,7 @@ garbage collection in that time (`max_gc_pause_ms`, of generation `max_gc_genera
 collector's share of a stall, and the share of the machine's CPU time the host of this virtual
 machine took for others meanwhile (`cpu_steal_percent`), which stalls the loop whatever it runs.
 The process runs with the garbage collector settings of `lake serve`
-(`lakeproxy.server.tune_gc`), and like it builds commits and merges of 256 changes or more in
+(`lakeproxy.pause.tune_gc`), and like it builds commits and merges of 256 changes or more in
 a helper process, started before the first measurement (`--commit-workers 0` builds every
 commit in the benchmark's own process).
 
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lakeproxy.blockstore.provider import BlockStores
 from lakeproxy.graveler import Entry, Graveler, MergeStrategy
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
-from lakeproxy.server import tune_gc
+from lakeproxy.pause import tune_gc
 
 
 def key_of(i: int) -> str:

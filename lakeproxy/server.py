@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import multiprocessing
@@ -28,6 +27,7 @@ from lakeproxy.gateway.app import create_gateway_app
 from lakeproxy.gateway.context import GatewayConfig, Services
 from lakeproxy.logs import configure_logging
 from lakeproxy.ops import access_log_options, drain, mount_ops
+from lakeproxy.pause import tune_gc
 
 log = logging.getLogger("lakeproxy.server")
 
@@ -123,17 +123,6 @@ def mount_beside_gateway(app: web.Application, services: Services,
     """Add what the server answers beside S3: the REST API, health checks and metrics."""
     mount_ops(app, services, settings)
     app.add_subapp("/api/v1", create_api_app(services))
-
-
-def tune_gc() -> None:
-    """The collector settings of a serving process (the benchmarks use them too).
-
-    Everything loaded so far lives as long as the process: keep it out of the collector's
-    way, and make full collections (pauses of tens of ms on a big heap) rarer.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(700, 10, 1000)
 
 
 async def run_worker(settings: Settings, options: ServeOptions, creds: RootCredentials,

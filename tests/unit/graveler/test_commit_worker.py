@@ -18,6 +18,7 @@ from lakeproxy.graveler import Entry, Graveler, MergeStrategy, commit_worker
 from lakeproxy.graveler.refs import Partitions
 from lakeproxy.metastore.base import MetadataStore
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
+from lakeproxy.metastore.sqlite_writer import HELPER_NICENESS
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -181,6 +182,10 @@ async def test_closing_the_graveler_stops_its_helpers(tmp_path: Path) -> None:
     await g.commit("repo", "main", "load")
     assert _helpers(g) == [helper]
     assert g.workers.answered == 1
+    # Below the server's priority: the event loop's thread gets the CPU first.
+    assert os.getpriority(os.PRIO_PROCESS, helper.proc.pid) == min(
+        19, os.getpriority(os.PRIO_PROCESS, 0) + HELPER_NICENESS
+    )
     await g.close()
     assert helper.proc.returncode == 0
 

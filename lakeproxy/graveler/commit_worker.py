@@ -19,9 +19,9 @@ size of the server's encoded range cache), which the server caches as it would h
 built them: a diff or a read of the new commit right after it does not have to read them
 back from the store.
 
-Protocol, on the helper's stdin and stdout: frames of a 4-byte big-endian length and a msgpack
-body. One request (a map) at a time; the answer is a map, followed by as many frames of
-ranges (lists of [id, encoded range]) as its "frames" says.
+Protocol, on the helper's stdin and stdout: frames of a 2-byte mark, a 4-byte big-endian
+length and a msgpack body. One request (a map) at a time; the answer is a map, followed by as
+many frames of ranges (lists of [id, encoded range]) as its "frames" says.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ from lakeproxy.pause import tune_gc
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">I")
+_HEADER = struct.Struct(">2sI")  # a mark, then the body's length
+_MARK = b"LK"  # a frame without it is not ours: fail at once rather than wait for bytes
 _RANGES_FRAME_BYTES = 1024 * 1024  # unpacked in one go, with the GIL held: keep it short
 _RANGES_SENT_BYTES = 16 * 1024 * 1024
 """The most bytes of new ranges a helper sends back: all of those of a commit of a thousand
@@ -86,7 +87,7 @@ class WorkerLost(Exception):
 
 def _write_frame(out: IO[bytes], message: Any) -> None:
     body = msgpack.packb(message, use_bin_type=True)
-    out.write(_HEADER.pack(len(body)) + body)
+    out.write(_HEADER.pack(_MARK, len(body)) + body)
 
 
 def _read_frame(src: IO[bytes]) -> Any:
@@ -94,7 +95,9 @@ def _read_frame(src: IO[bytes]) -> Any:
     header = src.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
-    (size,) = _HEADER.unpack(header)
+    mark, size = _HEADER.unpack(header)
+    if mark != _MARK:
+        raise ValueError(f"not a frame: {header!r}")
     body = src.read(size)
     if len(body) < size:
         return None
@@ -150,8 +153,11 @@ class _Helper:
             stdin.flush()
         except (BrokenPipeError, ValueError) as exc:
             raise WorkerLost("the commit helper is gone") from exc
-        answer = _read_frame(stdout)
-        frames = [_read_frame(stdout) for _ in range(answer.get("frames", 0) if answer else 0)]
+        try:
+            answer = _read_frame(stdout)
+            frames = [_read_frame(stdout) for _ in range(answer.get("frames", 0) if answer else 0)]
+        except (ValueError, TypeError, AttributeError) as exc:  # not our protocol
+            raise WorkerLost(f"the commit helper answered garbage: {exc}") from exc
         if answer is None or any(f is None for f in frames):
             raise WorkerLost(f"the commit helper exited ({self.proc.wait()})")
         return answer, frames
@@ -173,7 +179,7 @@ class _Helper:
 
 
 class CommitWorkers:
-    """A small pool of helper processes that build big commits' ranges.
+    """A small pool of helper processes that build the ranges of big commits and merges.
 
     Helpers start when first needed and stay for the next commits (with their node cache
     warm); at most `size` work at once, and further commits wait for one.
@@ -387,8 +393,11 @@ def main() -> None:
         os.nice(HELPER_NICENESS)
     tune_gc()  # as in the server: a helper's heap holds a big node cache too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when helpers stop
-    src, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but frames on the channel
+    # Frames go out on a private copy of stdout; whatever else writes to stdout (a print, a
+    # library's C code) lands on stderr instead of corrupting the channel.
+    src, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     server = _Server()
     with asyncio.Runner() as runner:
         try:

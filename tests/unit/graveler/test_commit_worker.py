@@ -116,6 +116,36 @@ async def test_a_lost_helper_means_the_commit_is_built_here(
     assert (await helped.get_entry("repo", "main", "data/000999")).address == "addr/v3999"
 
 
+NOISY = """
+import os
+from lakeproxy.graveler import commit_worker
+
+handle = commit_worker._Server.handle
+
+async def noisy(self, request):
+    print("a stray line", flush=True)
+    os.write(1, b"raw bytes")
+    return await handle(self, request)
+
+commit_worker._Server.handle = noisy
+commit_worker.main()
+"""
+
+
+@pytest.mark.parametrize("metastore", ["sqlite"], indirect=True)
+async def test_output_of_a_helper_on_stdout_does_not_break_its_answers(
+    pair: tuple[Graveler, Graveler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helped, _ = pair
+    monkeypatch.setattr(commit_worker, "COMMAND", [sys.executable, "-c", NOISY])
+    await helped.create_repository("repo")
+    for n in range(2):
+        await helped.stage_many("repo", "main", _items(1000, str(n)))
+        await helped.commit("repo", "main", f"commit {n}")
+    assert helped.workers is not None and helped.workers.answered == 2
+    assert (await helped.get_entry("repo", "main", "data/000999")).address == "addr/1999"
+
+
 @pytest.mark.parametrize("metastore", ["sqlite", "postgres"], indirect=True)
 async def test_a_helper_failure_is_the_same_error_and_changes_nothing(
     pair: tuple[Graveler, Graveler], metastore: MetadataStore

@@ -17,11 +17,12 @@ before anything else is measured) and `floor`
 (the raw cost of msgpack-encoding and hashing N entries and inserting N rows into SQLite in
 one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
 commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. Every
-commit row also gives the longest time the event loop went without running a 1 ms ticker
-during the commit(s) (`max_loop_stall_ms`; `p99_loop_stall_ms` of every such time), the longest
-garbage collection in that time (`max_gc_pause_ms`, of generation `max_gc_generation`), the
-collector's share of a stall, and the share of the machine's CPU time the host of this virtual
-machine took for others meanwhile (`cpu_steal_percent`), which stalls the loop whatever it runs.
+commit, diff and merge row also gives the longest time the event loop went without running a
+1 ms ticker during the operations it times (`max_loop_stall_ms`; `p99_loop_stall_ms` of every
+such time), the longest garbage collection in that time (`max_gc_pause_ms`, of generation
+`max_gc_generation`), the collector's share of a stall, and the share of the machine's CPU
+time the host of this virtual machine took for others meanwhile (`cpu_steal_percent`), which
+stalls the loop whatever it runs.
 The process runs with the garbage collector settings of `lake serve`
 (`lakeproxy.pause.tune_gc`), and like it builds commits and merges of 256 changes or more in
 a helper process, started before the first measurement (`--commit-workers 0` builds every
@@ -97,6 +98,7 @@ class StallMeter:
         self.max_gc_generation = -1  # the generation the longest collection collected
         self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._last = 0.0  # when the ticker last ran (or the meter started)
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -107,21 +109,24 @@ class StallMeter:
             self.max_gc, self.max_gc_generation = took, info["generation"]
 
     async def _tick(self) -> None:
-        last = time.perf_counter()
         while True:
             await asyncio.sleep(0.001)
             now = time.perf_counter()
-            self.gaps.append(now - last - 0.001)
-            last = now
+            self.gaps.append(now - self._last - 0.001)
+            self._last = now
 
     async def __aenter__(self) -> StallMeter:
         self.cpu_start = cpu_times()
         gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._tick())
+        self._last = time.perf_counter()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        # The time since the last tick is a stall too: an operation that never lets the loop
+        # run would otherwise show none at all.
+        self.gaps.append(max(0.0, time.perf_counter() - self._last - 0.001))
         self.cpu_end = cpu_times()
         gc.callbacks.remove(self._on_gc)
         self._task.cancel()
@@ -130,7 +135,7 @@ class StallMeter:
 
 
 def stall_fields(meters: list[StallMeter]) -> dict[str, Any]:
-    """The stall figures of a commit row, over the commits `meters` watched."""
+    """The stall figures of a row, over the operations `meters` watched."""
     gaps = sorted(g for m in meters for g in m.gaps)
     gc_meter = max(meters, key=lambda m: m.max_gc)
     total = sum(m.cpu_end[0] - m.cpu_start[0] for m in meters)
@@ -192,7 +197,7 @@ class Bench:
 
     async def measure(self, repo: str, n: int, k: int) -> None:
         commit_s, diff_s, merge_s, commit_b, merge_b = [], [], [], [], []
-        meters: list[StallMeter] = []
+        meters: dict[str, list[StallMeter]] = {"commit": [], "diff": [], "merge": []}
         for r in range(self.samples(k)):
             branch = self.fresh("exp")
             await self.g.create_branch(repo, branch, "main")
@@ -205,19 +210,24 @@ class Bench:
                 t0 = time.perf_counter()
                 await self.g.commit(repo, branch, f"{k} changes")
                 commit_s.append(time.perf_counter() - t0)
-            meters.append(ticker)
+            meters["commit"].append(ticker)
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
             await self.g.settle()
-            t0 = time.perf_counter()
-            after, total = "", 0
-            while True:
-                page, more = await self.g.diff(repo, "main", branch, after=after, limit=1000)
-                total += len(page)
-                if not more:
-                    break
-                after = page[-1].key
-            diff_s.append(time.perf_counter() - t0)
+            ticker = StallMeter()
+            async with ticker:
+                t0 = time.perf_counter()
+                after, total = "", 0
+                while True:
+                    page, more = await self.g.diff(
+                        repo, "main", branch, after=after, limit=1000
+                    )
+                    total += len(page)
+                    if not more:
+                        break
+                    after = page[-1].key
+                diff_s.append(time.perf_counter() - t0)
+            meters["diff"].append(ticker)
             assert total == k, (total, k)
 
             # A true three-way merge: the destination moved too (K changes of its own, some
@@ -228,9 +238,12 @@ class Bench:
             await self.stage_changes(repo, target, n, k, version=1000 + r)
             await self.g.commit(repo, target, f"{k} other changes")
             await self.g.settle()
-            t0 = time.perf_counter()
-            await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
-            merge_s.append(time.perf_counter() - t0)
+            ticker = StallMeter()
+            async with ticker:
+                t0 = time.perf_counter()
+                await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
+                merge_s.append(time.perf_counter() - t0)
+            meters["merge"].append(ticker)
             merge_b.append(self.g.last_commit_stats.bytes_written)
         for op, secs, written in (("commit", commit_s, commit_b), ("diff", diff_s, None),
                                   ("merge", merge_s, merge_b)):
@@ -238,7 +251,7 @@ class Bench:
                 "op": op, "objects": n, "changes": k, "seconds": statistics.median(secs),
                 "bytes_written": int(statistics.median(written)) if written else 0,
                 "manifest_bytes": self.manifest_bytes,
-            } | (stall_fields(meters) if op == "commit" else {}))
+            } | stall_fields(meters[op]))
 
     async def branch_creation(self, repo: str, n: int) -> None:
         times = []

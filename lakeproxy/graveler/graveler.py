@@ -59,11 +59,13 @@ from lakeproxy.graveler.observers import Observer, timed
 from lakeproxy.graveler.refs import REPOSITORIES, Partitions, RefManager
 from lakeproxy.graveler.staging import StagingManager, new_token, successor
 from lakeproxy.metastore.base import ABSENT, Check, Delete, DeleteRange, MetadataStore, Op, Put
+from lakeproxy.pause import pause
 
 log = logging.getLogger(__name__)
 
 _VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
+_DECODE_SLICE = 128  # changes of a diff page decoded between two pauses
 _WORKER_FROM = 256  # changes from which a commit or a merge is built by a helper process
 
 
@@ -607,7 +609,12 @@ class Graveler(ObjectsMixin, MultipartMixin):
         """
         raw, more = await self.diff_raw(repo_name, left, right, prefix=prefix, after=after,
                                         limit=limit)
-        return [_change(key, lv, rv) for key, lv, rv in raw], more
+        changes: list[Change] = []
+        for lo in range(0, len(raw), _DECODE_SLICE):
+            if lo:
+                await pause()  # decoding a page of a thousand entries took milliseconds
+            changes += [_change(key, lv, rv) for key, lv, rv in raw[lo:lo + _DECODE_SLICE]]
+        return changes, more
 
     async def diff_raw(
         self,

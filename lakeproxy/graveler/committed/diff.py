@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Sequence
 
 from lakeproxy.graveler.committed.cursor import TreeCursor
 from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
 from lakeproxy.graveler.model import IDENTITY_BYTES
+from lakeproxy.pause import pause
 
 # (key, left entry or None, right entry or None), entries encoded.
 RawChange = tuple[bytes, bytes | None, bytes | None]
@@ -25,16 +27,23 @@ async def diff_trees(
 
     Entries with the same identity are equal even when stored at different addresses.
     Only keys in [`start`, `stop`) are considered. Work is proportional to the number of
-    differing ranges: subtrees with the same id on both sides are never read.
+    differing ranges: subtrees with the same id on both sides are never read. Ranges in the
+    cache are compared without a round trip to the store, so the walk pauses (see
+    `lakeproxy.pause`) after each millisecond of work, between ranges.
     """
+    worked_since = time.perf_counter()
     async for batch in _diff_batches(trees, left, right, start, stop):
         for change in batch:
             if stop is not None and change[0] >= stop:
                 return
             yield change
+        if time.perf_counter() - worked_since >= _YIELD_AFTER:
+            await pause()
+            worked_since = time.perf_counter()
 
 
-_BATCH = 1024
+_BATCH = 256  # changes of the general walk handed over at once (a pause may follow each)
+_YIELD_AFTER = 0.001  # seconds of work after which the walk lets the event loop run
 
 
 async def _diff_batches(

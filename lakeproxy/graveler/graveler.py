@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 _VOID_ROWS_LIMIT = 10_000  # rows checked before a branch just counts as dirty
 _COMMIT_ATTEMPTS = 50
-_DECODE_SLICE = 128  # changes of a diff page decoded between two pauses
+_DECODE_SLICE = 64  # changes of a diff page decoded between two pauses (about 0.7 ms)
 _WORKER_FROM = 256  # changes from which a commit or a merge is built by a helper process
 
 

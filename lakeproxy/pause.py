@@ -6,6 +6,9 @@ import asyncio
 import gc
 import time
 
+WORK_SLICE = 0.001
+"""Seconds of work on the event loop after which long work pauses (see `Pacer`)."""
+
 
 async def pause() -> None:
     """Collect the young objects (`collect_young`), let the event loop run its other tasks,
@@ -24,6 +27,25 @@ async def pause() -> None:
     collect_young()
     await asyncio.sleep(0)
     time.sleep(0)  # noqa: ASYNC251 (deliberate: see above)
+
+
+class Pacer:
+    """Tells long work on the event loop when it has worked `WORK_SLICE` since it last
+    paused, and pauses it."""
+
+    def __init__(self) -> None:
+        self.since = time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.since >= WORK_SLICE
+
+    async def pause(self) -> None:
+        await pause()
+        self.since = time.perf_counter()
+
+    async def pause_if_due(self) -> None:
+        if self.due():
+            await self.pause()
 
 
 def collect_young() -> None:

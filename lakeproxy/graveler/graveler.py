@@ -471,15 +471,12 @@ class Graveler(ObjectsMixin, MultipartMixin):
         stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
         if self.workers is not None and await stream.fill() and len(stream.keys) >= _WORKER_FROM:
             await stream.close()
-            try:
-                done = await self.workers.apply(trees.partition, parts.staging, tokens, base)
-            except WorkerLost as exc:
-                log.warning("building the commit here: %s", exc)
-                stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
-            else:
-                await _keep(trees.cache, done)
-                stats = CommitStats(done.changes, done.nodes_written, done.bytes_written)
-                return done.root, None, stats
+            done = await _helped(
+                trees, self.workers.apply(trees.partition, parts.staging, tokens, base)
+            )
+            if done is not None:
+                return done
+            stream = ChangeStream(self.staging.change_batches(parts.staging, tokens))
         root, writer = await apply_changes(trees, base, stream)
         return root, writer, CommitStats(stream.count, writer.nodes_written, writer.bytes_written)
 
@@ -507,13 +504,11 @@ class Graveler(ObjectsMixin, MultipartMixin):
                 pass
             else:
                 return root, writer, _written(writer)
-            try:
-                done = await self.workers.merge(trees.partition, base, source, dest, strategy)
-            except WorkerLost as exc:
-                log.warning("merging here: %s", exc)
-            else:
-                await _keep(trees.cache, done)
-                return done.root, None, CommitStats(0, done.nodes_written, done.bytes_written)
+            done = await _helped(
+                trees, self.workers.merge(trees.partition, base, source, dest, strategy)
+            )
+            if done is not None:
+                return done
         root, writer = await merge_trees(trees, base, source, dest, strategy)
         return root, writer, _written(writer)
 
@@ -955,15 +950,24 @@ def _written(writer: TreeWriter | None) -> CommitStats:
         CommitStats(0, 0, 0)
 
 
-async def _keep(cache: NodeCache, done: Applied) -> None:
-    """Cache the ranges a helper wrote (encoded, as a writer here would have), a few frames
-    per step of the event loop."""
-    cache.remember_root(done.root)
+async def _helped(
+    trees: TreeStore, work: Coroutine[Any, Any, Applied]
+) -> tuple[NodeRef, None, CommitStats] | None:
+    """The result of `work` done by a commit helper, its new ranges cached (encoded, as a
+    writer here would have, a few frames per step of the event loop); None when the helper
+    was lost and the caller must do the work itself."""
+    try:
+        done = await work
+    except WorkerLost as exc:
+        log.warning("building the commit in this process: %s", exc)
+        return None
+    trees.cache.remember_root(done.root)
     for n, frame in enumerate(done.ranges, 1):
         for nid, raw in frame:
-            cache.put_encoded(nid, raw)
+            trees.cache.put_encoded(nid, raw)
         if n % 8 == 0:
             await asyncio.sleep(0)
+    return done.root, None, CommitStats(done.changes, done.nodes_written, done.bytes_written)
 
 
 def _change(key: bytes, left: bytes | None, right: bytes | None) -> Change:

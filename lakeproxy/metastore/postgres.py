@@ -298,10 +298,12 @@ class PostgresMetadataStore(KeysetScans):
     Call `close()` when done.
     """
 
-    def __init__(self, target: PostgresTarget, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(
+        self, target: PostgresTarget, pool: AsyncConnectionPool[Any], url: str = ""
+    ) -> None:
         self._target = target
         self._pool = pool
-        self._url = ""  # the URL it was opened with (see `reopen_spec`)
+        self._url = url  # the URL it was opened with (see `reopen_spec`)
         self._sql = _Statements(target.schema)
         self._closed = False
         # Point reads waiting for a read lane, and how many lanes are busy (see `_point_reads`).
@@ -371,9 +373,7 @@ class PostgresMetadataStore(KeysetScans):
             raise ServiceUnavailable(
                 f"cannot open connections to the metadata database ({target.display})"
             ) from exc
-        store = cls(target, pool)
-        store._url = url
-        return store
+        return cls(target, pool, url)
 
     @property
     def schema(self) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator
 
 from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
 from lakeproxy.graveler.committed.writer import DEFAULT_SHAPE, Shape, TreeWriter
 from lakeproxy.graveler.model import IDENTITY_BYTES
-from lakeproxy.pause import pause
+from lakeproxy.pause import Pacer
 
 # A change is (key, encoded entry) or (key, None) for a removal.
 ChangeBatch = tuple[list[bytes], list[bytes | None]]
@@ -23,7 +22,6 @@ _READS_IN_FLIGHT = 2  # round trips of the read-ahead at a time
 _READ_AHEAD = 768  # ranges the read-ahead may be past the one being rewritten
 _READ_AHEAD_FROM = 256  # changes in a batch for the read-ahead to start
 _STRETCH = 64  # changes merged between two looks at the clock
-_YIELD_AFTER = 0.001  # seconds of work after which the walk lets the event loop run
 
 
 class ChangeStream:
@@ -243,7 +241,7 @@ class _Applier:
         self.changes = changes
         self.writer = writer
         self.ahead = ahead
-        self.worked_since = time.perf_counter()
+        self.pacer = Pacer()
         self.writes: list[asyncio.Task[None]] = []
 
     async def walk(self, ref: NodeRef, rightmost: bool) -> None:
@@ -315,12 +313,11 @@ class _Applier:
 
     async def pause_if_due(self) -> None:
         """Let the event loop and the store's threads (reading and writing for this walk)
-        run, once the walk has worked `_YIELD_AFTER` since it last did."""
-        if time.perf_counter() - self.worked_since >= _YIELD_AFTER:
+        run, once the walk has worked `WORK_SLICE` since it last did."""
+        if self.pacer.due():
             if self.writer.pending_bytes >= _FLUSH_BYTES:  # a long run of new keys
                 await self.flush()
-            await pause()
-            self.worked_since = time.perf_counter()
+            await self.pacer.pause()
 
     async def merge_leaf(self, leaf: Leaf, bound: bytes | None) -> None:
         """Merge the changes up to `bound` (all remaining when None) into one range."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Sequence
 
 from lakeproxy.graveler.committed.cursor import TreeCursor
 from lakeproxy.graveler.committed.tree import Index, Leaf, NodeRef, TreeStore
 from lakeproxy.graveler.model import IDENTITY_BYTES
-from lakeproxy.pause import pause
+from lakeproxy.pause import Pacer
 
 # (key, left entry or None, right entry or None), entries encoded.
 RawChange = tuple[bytes, bytes | None, bytes | None]
@@ -31,19 +30,16 @@ async def diff_trees(
     cache are compared without a round trip to the store, so the walk pauses (see
     `lakeproxy.pause`) after each millisecond of work, between ranges.
     """
-    worked_since = time.perf_counter()
+    pacer = Pacer()
     async for batch in _diff_batches(trees, left, right, start, stop):
         for change in batch:
             if stop is not None and change[0] >= stop:
                 return
             yield change
-        if time.perf_counter() - worked_since >= _YIELD_AFTER:
-            await pause()
-            worked_since = time.perf_counter()
+        await pacer.pause_if_due()
 
 
 _BATCH = 256  # changes of the general walk handed over at once (a pause may follow each)
-_YIELD_AFTER = 0.001  # seconds of work after which the walk lets the event loop run
 
 
 async def _diff_batches(

@@ -365,9 +365,10 @@ async def test_new_keys_onto_an_empty_tree_are_stored_as_they_accumulate(
     """A long run of new keys (a first commit of a big upload) stores its ranges in
     slices as it goes, rather than holding the whole tree for one final transaction."""
     import lakeproxy.graveler.committed.apply as apply_module
+    import lakeproxy.pause as pause_module
 
     monkeypatch.setattr(apply_module, "_FLUSH_BYTES", 64 * 1024)
-    monkeypatch.setattr(apply_module, "_YIELD_AFTER", 0.0)
+    monkeypatch.setattr(pause_module, "WORK_SLICE", 0.0)
     store = MemoryMetadataStore()
     trees = TreeStore(store, "nodes", NodeCache())
     stored_during_walk: list[int] = []

@@ -22,7 +22,9 @@ commit, diff and merge row also gives the longest time the event loop went witho
 such time), the longest garbage collection in that time (`max_gc_pause_ms`, of generation
 `max_gc_generation`), the collector's share of a stall, and the share of the machine's CPU
 time the host of this virtual machine took for others meanwhile (`cpu_steal_percent`), which
-stalls the loop whatever it runs.
+stalls the loop whatever it runs, and (`cpu_seconds`, the median over the repeats) the CPU
+time the benchmark's process and its commit helpers used for the operation, which does not
+grow when the host takes the CPU for others as the elapsed time does.
 The process runs with the garbage collector settings of `lake serve`
 (`lakeproxy.pause.tune_gc`), and like it builds commits and merges of 256 changes or more in
 a helper process, started before the first measurement (`--commit-workers 0` builds every
@@ -38,6 +40,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import random
 import sqlite3
 import statistics
@@ -85,15 +88,36 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
 
 
+def helper_cpu(pids: list[int]) -> dict[int, float]:
+    """The CPU seconds (user and system) each of the processes `pids` has used so far; those
+    that are gone, or whose kernel does not say (not Linux), are left out."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
 class StallMeter:
     """Every time the event loop went without running a 1 ms ticker, the longest garbage
-    collection meanwhile (to tell the two causes of a stall apart), and the machine's CPU
+    collection meanwhile (to tell the two causes of a stall apart), the machine's CPU
     times around it (a virtual machine's vCPU stopped by its host stalls the loop whatever
-    it runs)."""
+    it runs), and the CPU time this process and its idle commit helpers (`pids`, read when
+    the meter starts and when it stops) used meanwhile: unlike the elapsed time, that does
+    not grow when the host takes the CPU for others."""
 
-    def __init__(self) -> None:
+    def __init__(self, pids: Callable[[], list[int]] = list) -> None:
         self.gaps: list[float] = []
         self.cpu_start = self.cpu_end = (0, 0)
+        self._pids = pids
+        self._process_cpu = 0.0
+        self._helpers_cpu: dict[int, float] = {}
+        self.cpu_seconds = 0.0
         self.max_gc = 0.0
         self.max_gc_generation = -1  # the generation the longest collection collected
         self._gc_started = 0.0
@@ -117,6 +141,8 @@ class StallMeter:
 
     async def __aenter__(self) -> StallMeter:
         self.cpu_start = cpu_times()
+        self._process_cpu = time.process_time()
+        self._helpers_cpu = helper_cpu(self._pids())
         gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._tick())
         self._last = time.perf_counter()
@@ -128,6 +154,12 @@ class StallMeter:
         # run would otherwise show none at all.
         self.gaps.append(max(0.0, time.perf_counter() - self._last - 0.001))
         self.cpu_end = cpu_times()
+        # A helper started during the operation counts from zero.
+        helpers = sum(
+            used - self._helpers_cpu.get(pid, 0.0)
+            for pid, used in helper_cpu(self._pids()).items()
+        )
+        self.cpu_seconds = time.process_time() - self._process_cpu + helpers
         gc.callbacks.remove(self._on_gc)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +178,7 @@ def stall_fields(meters: list[StallMeter]) -> dict[str, Any]:
         "max_gc_pause_ms": round(gc_meter.max_gc * 1000, 1),
         "max_gc_generation": gc_meter.max_gc_generation,
         "cpu_steal_percent": round(100 * stolen / total, 1) if total else 0.0,
+        "cpu_seconds": round(statistics.median(m.cpu_seconds for m in meters), 3),
     }
 
 
@@ -155,6 +188,9 @@ class Bench:
         self.repeat = repeat
         self.emit = emit
         self.branch_no = 0
+
+    def helper_pids(self) -> list[int]:
+        return [] if self.g.workers is None else self.g.workers.idle_pids
 
     def fresh(self, prefix: str) -> str:
         self.branch_no += 1
@@ -167,7 +203,7 @@ class Bench:
                 repo, "main",
                 [(key_of(i), entry_of(i)) for i in range(start, min(n, start + 100_000))],
             )
-        ticker = StallMeter()
+        ticker = StallMeter(self.helper_pids)
         t0 = time.perf_counter()
         async with ticker:
             await self.g.commit(repo, "main", f"{n} objects")
@@ -205,7 +241,7 @@ class Bench:
             # Each operation is timed alone, not with the cleanup the previous one left
             # running in the background (the deletion of a commit's staged rows).
             await self.g.settle()
-            ticker = StallMeter()
+            ticker = StallMeter(self.helper_pids)
             async with ticker:
                 t0 = time.perf_counter()
                 await self.g.commit(repo, branch, f"{k} changes")
@@ -214,7 +250,7 @@ class Bench:
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
             await self.g.settle()
-            ticker = StallMeter()
+            ticker = StallMeter(self.helper_pids)
             async with ticker:
                 t0 = time.perf_counter()
                 after, total = "", 0
@@ -238,7 +274,7 @@ class Bench:
             await self.stage_changes(repo, target, n, k, version=1000 + r)
             await self.g.commit(repo, target, f"{k} other changes")
             await self.g.settle()
-            ticker = StallMeter()
+            ticker = StallMeter(self.helper_pids)
             async with ticker:
                 t0 = time.perf_counter()
                 await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
@@ -340,7 +376,8 @@ def main() -> None:
                      f" p99 {row['p99_loop_stall_ms']} ms"
                      f" (longest GC {row['max_gc_pause_ms']} ms,"
                      f" generation {row['max_gc_generation']};"
-                     f" CPU stolen by the host {row['cpu_steal_percent']}%)"
+                     f" CPU stolen by the host {row['cpu_steal_percent']}%);"
+                     f" CPU time {row['cpu_seconds'] * 1000:.0f} ms"
                      if "max_loop_stall_ms" in row else "")
                   + (f", staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
                      if "cleanup_seconds" in row else ""), flush=True)

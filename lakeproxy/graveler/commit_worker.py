@@ -211,6 +211,11 @@ class CommitWorkers:
         # Dropped without `close()`, the pool still stops its idle helpers.
         weakref.finalize(self, _stop_all, self._idle)
 
+    @property
+    def idle_pids(self) -> list[int]:
+        """The process ids of the helpers waiting for work (for monitoring)."""
+        return [helper.proc.pid for helper in self._idle if helper.alive]
+
     def start(self) -> None:
         """Start a helper now, rather than at the first big commit (a helper takes a few
         hundred milliseconds to import lakeproxy and open the store)."""

@@ -211,6 +211,7 @@ async def test_closing_the_graveler_stops_its_helpers(tmp_path: Path) -> None:
     await g.stage_many("repo", "main", _items(1000))
     await g.commit("repo", "main", "load")
     assert _helpers(g) == [helper]
+    assert g.workers.idle_pids == [helper.proc.pid]
     assert g.workers.answered == 1
     # Below the server's priority: the event loop's thread gets the CPU first.
     assert os.getpriority(os.PRIO_PROCESS, helper.proc.pid) == min(
@@ -218,6 +219,7 @@ async def test_closing_the_graveler_stops_its_helpers(tmp_path: Path) -> None:
     )
     await g.close()
     assert helper.proc.returncode == 0
+    assert g.workers.idle_pids == []
 
 
 CHILD = textwrap.dedent(

@@ -16,15 +16,19 @@ objects=0, changes=N; the background deletion of its staged rows is waited for a
 before anything else is measured) and `floor`
 (the raw cost of msgpack-encoding and hashing N entries and inserting N rows into SQLite in
 one transaction, which no commit of N changes can beat). `bytes_written` is the metadata a
-commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges. Every
-commit, diff and merge row also gives the longest time the event loop went without running a
-1 ms ticker during the operations it times (`max_loop_stall_ms`; `p99_loop_stall_ms` of every
-such time), the longest garbage collection in that time (`max_gc_pause_ms`, of generation
-`max_gc_generation`), the collector's share of a stall, and the share of the machine's CPU
-time the host of this virtual machine took for others meanwhile (`cpu_steal_percent`), which
-stalls the loop whatever it runs, and (`cpu_seconds`, the median over the repeats) the CPU
-time the benchmark's process and its commit helpers used for the operation, which does not
-grow when the host takes the CPU for others as the elapsed time does.
+commit or merge wrote; `manifest_bytes` the size of the whole snapshot's ranges.
+
+Every commit, diff and merge also runs as many times again watched by a 1 ms ticker, taking
+turns with the timed runs: the ticker's wakeups cost CPU, which would slow the timed runs on
+two cores (`watched_seconds` is the median time of the watched runs). Those rows give the
+longest time the event loop went without running the ticker during the watched runs
+(`max_loop_stall_ms`; `p99_loop_stall_ms` of every such time), the longest garbage
+collection in that time (`max_gc_pause_ms`, of generation `max_gc_generation`), the share
+of the machine's CPU time the host of this virtual machine took for others during all the
+runs (`cpu_steal_percent`), which stalls the loop whatever it runs, and the median CPU time
+the benchmark's process and its commit helpers used for one timed run (`cpu_seconds`),
+which does not grow when the host takes the CPU for others as the elapsed time does. The
+commit of N staged objects runs once, watched.
 The process runs with the garbage collector settings of `lake serve`
 (`lakeproxy.pause.tune_gc`), and like it builds commits and merges of 256 changes or more in
 a helper process, started before the first measurement (`--commit-workers 0` builds every
@@ -104,14 +108,20 @@ def helper_cpu(pids: list[int]) -> dict[int, float]:
 
 
 class StallMeter:
-    """Every time the event loop went without running a 1 ms ticker, the longest garbage
-    collection meanwhile (to tell the two causes of a stall apart), the machine's CPU
-    times around it (a virtual machine's vCPU stopped by its host stalls the loop whatever
-    it runs), and the CPU time this process and its idle commit helpers (`pids`, read when
-    the meter starts and when it stops) used meanwhile: unlike the elapsed time, that does
-    not grow when the host takes the CPU for others."""
+    """The machine's CPU times around an operation (a virtual machine's vCPU stopped by its
+    host stalls the loop whatever it runs), and the CPU time this process and its idle
+    commit helpers (`pids`, read when the meter starts and when it stops) used meanwhile:
+    unlike the elapsed time, that does not grow when the host takes the CPU for others.
 
-    def __init__(self, pids: Callable[[], list[int]] = list) -> None:
+    With `ticking`, also every time the event loop went without running a 1 ms ticker, and
+    the longest garbage collection meanwhile (to tell the two causes of a stall apart). The
+    ticker is not free: each of its wakeups costs 70-100 us of CPU, which on two cores
+    slows what it watches (a commit of 100,000 changes on a million entries took about
+    0.2-0.3 s more CPU in the server with it than without).
+    """
+
+    def __init__(self, pids: Callable[[], list[int]] = list, *, ticking: bool = True) -> None:
+        self.ticking = ticking
         self.gaps: list[float] = []
         self.cpu_start = self.cpu_end = (0, 0)
         self._pids = pids
@@ -143,16 +153,17 @@ class StallMeter:
         self.cpu_start = cpu_times()
         self._process_cpu = time.process_time()
         self._helpers_cpu = helper_cpu(self._pids())
-        gc.callbacks.append(self._on_gc)
-        self._task = asyncio.create_task(self._tick())
+        if self.ticking:
+            gc.callbacks.append(self._on_gc)
+            self._task = asyncio.create_task(self._tick())
         self._last = time.perf_counter()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        # The time since the last tick is a stall too: an operation that never lets the loop
-        # run would otherwise show none at all.
-        self.gaps.append(max(0.0, time.perf_counter() - self._last - 0.001))
+        if self.ticking:
+            # The time since the last tick is a stall too: an operation that never lets the
+            # loop run would otherwise show none at all.
+            self.gaps.append(max(0.0, time.perf_counter() - self._last - 0.001))
         self.cpu_end = cpu_times()
         # A helper started during the operation counts from zero.
         helpers = sum(
@@ -160,16 +171,20 @@ class StallMeter:
             for pid, used in helper_cpu(self._pids()).items()
         )
         self.cpu_seconds = time.process_time() - self._process_cpu + helpers
-        gc.callbacks.remove(self._on_gc)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        if self._task is not None:
+            gc.callbacks.remove(self._on_gc)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def stall_fields(meters: list[StallMeter]) -> dict[str, Any]:
-    """The stall figures of a row, over the operations `meters` watched."""
-    gaps = sorted(g for m in meters for g in m.gaps)
-    gc_meter = max(meters, key=lambda m: m.max_gc)
+    """The stall figures of a row, over the operations `meters` watched: stalls from those
+    that ticked, CPU time from those that did not (when there are any), steal from all."""
+    ticking = [m for m in meters if m.ticking]
+    quiet = [m for m in meters if not m.ticking] or meters
+    gaps = sorted(g for m in ticking for g in m.gaps)
+    gc_meter = max(ticking, key=lambda m: m.max_gc)
     total = sum(m.cpu_end[0] - m.cpu_start[0] for m in meters)
     stolen = sum(m.cpu_end[1] - m.cpu_start[1] for m in meters)
     return {
@@ -178,7 +193,7 @@ def stall_fields(meters: list[StallMeter]) -> dict[str, Any]:
         "max_gc_pause_ms": round(gc_meter.max_gc * 1000, 1),
         "max_gc_generation": gc_meter.max_gc_generation,
         "cpu_steal_percent": round(100 * stolen / total, 1) if total else 0.0,
-        "cpu_seconds": round(statistics.median(m.cpu_seconds for m in meters), 3),
+        "cpu_seconds": round(statistics.median(m.cpu_seconds for m in quiet), 3),
     }
 
 
@@ -232,25 +247,32 @@ class Bench:
         return max(self.repeat, 25 if k <= 10 else 9 if k <= 1000 else 0)
 
     async def measure(self, repo: str, n: int, k: int) -> None:
-        commit_s, diff_s, merge_s, commit_b, merge_b = [], [], [], [], []
+        """Every operation runs 2 * `samples(k)` times: in turn timed, and watched by the
+        ticker for stalls (which would slow what it times)."""
+        seconds: dict[str, tuple[list[float], list[float]]] = {
+            op: ([], []) for op in ("commit", "diff", "merge")
+        }  # the operation's times (unwatched, watched)
+        commit_b, merge_b = [], []
         meters: dict[str, list[StallMeter]] = {"commit": [], "diff": [], "merge": []}
-        for r in range(self.samples(k)):
+        for r in range(2 * self.samples(k)):
+            watched = r % 2 == 1
+            version = r // 2 + 1 + (self.samples(k) if watched else 0)
             branch = self.fresh("exp")
             await self.g.create_branch(repo, branch, "main")
-            await self.stage_changes(repo, branch, n, k, version=r + 1)
+            await self.stage_changes(repo, branch, n, k, version=version)
             # Each operation is timed alone, not with the cleanup the previous one left
             # running in the background (the deletion of a commit's staged rows).
             await self.g.settle()
-            ticker = StallMeter(self.helper_pids)
+            ticker = StallMeter(self.helper_pids, ticking=watched)
             async with ticker:
                 t0 = time.perf_counter()
                 await self.g.commit(repo, branch, f"{k} changes")
-                commit_s.append(time.perf_counter() - t0)
+                seconds["commit"][watched].append(time.perf_counter() - t0)
             meters["commit"].append(ticker)
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
             await self.g.settle()
-            ticker = StallMeter(self.helper_pids)
+            ticker = StallMeter(self.helper_pids, ticking=watched)
             async with ticker:
                 t0 = time.perf_counter()
                 after, total = "", 0
@@ -262,7 +284,7 @@ class Bench:
                     if not more:
                         break
                     after = page[-1].key
-                diff_s.append(time.perf_counter() - t0)
+                seconds["diff"][watched].append(time.perf_counter() - t0)
             meters["diff"].append(ticker)
             assert total == k, (total, k)
 
@@ -271,22 +293,23 @@ class Bench:
             # built, not taken from one side.
             target = self.fresh("target")
             await self.g.create_branch(repo, target, "main")
-            await self.stage_changes(repo, target, n, k, version=1000 + r)
+            await self.stage_changes(repo, target, n, k, version=1000 + version)
             await self.g.commit(repo, target, f"{k} other changes")
             await self.g.settle()
-            ticker = StallMeter(self.helper_pids)
+            ticker = StallMeter(self.helper_pids, ticking=watched)
             async with ticker:
                 t0 = time.perf_counter()
                 await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
-                merge_s.append(time.perf_counter() - t0)
+                seconds["merge"][watched].append(time.perf_counter() - t0)
             meters["merge"].append(ticker)
             merge_b.append(self.g.last_commit_stats.bytes_written)
-        for op, secs, written in (("commit", commit_s, commit_b), ("diff", diff_s, None),
-                                  ("merge", merge_s, merge_b)):
+        for op, written in (("commit", commit_b), ("diff", None), ("merge", merge_b)):
+            timed, watched_times = seconds[op]
             self.emit({
-                "op": op, "objects": n, "changes": k, "seconds": statistics.median(secs),
+                "op": op, "objects": n, "changes": k, "seconds": statistics.median(timed),
                 "bytes_written": int(statistics.median(written)) if written else 0,
                 "manifest_bytes": self.manifest_bytes,
+                "watched_seconds": statistics.median(watched_times),
             } | stall_fields(meters[op]))
 
     async def branch_creation(self, repo: str, n: int) -> None:
@@ -378,6 +401,8 @@ def main() -> None:
                      f" generation {row['max_gc_generation']};"
                      f" CPU stolen by the host {row['cpu_steal_percent']}%);"
                      f" CPU time {row['cpu_seconds'] * 1000:.0f} ms"
+                     + (f"; watched {row['watched_seconds'] * 1000:.2f} ms"
+                        if "watched_seconds" in row else "")
                      if "max_loop_stall_ms" in row else "")
                   + (f", staged rows deleted in {row['cleanup_seconds'] * 1000:.0f} ms after it"
                      if "cleanup_seconds" in row else ""), flush=True)

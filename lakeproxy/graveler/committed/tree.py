@@ -204,6 +204,15 @@ def node_id(raw: bytes) -> bytes:
     return xxhash.xxh3_128_digest(raw)
 
 
+def encoded_level(raw: bytes) -> int:
+    """The level of an encoded node (0 for a range), without decoding the rest of it."""
+    # [level, ...] as msgpack: a short array's header byte, then the level as a small int.
+    if raw[:1] in (b"\x93", b"\x94") and raw[1] < 0x80:
+        return raw[1]
+    level: int = msgpack.unpackb(raw)[0]
+    return level
+
+
 def decode_node(raw: bytes) -> Node:
     level, prefix, *rest = msgpack.unpackb(raw)
     if level == 0:

@@ -15,8 +15,19 @@ import pytest
 from lakeproxy.blockstore.provider import BlockStores
 from lakeproxy.errors import MergeConflict, StorageError
 from lakeproxy.graveler import Entry, Graveler, MergeStrategy, commit_worker
+from lakeproxy.graveler.committed.apply import ChangeStream, apply_changes
+from lakeproxy.graveler.committed.tree import (
+    EMPTY_ROOT,
+    NodeCache,
+    NodeRef,
+    decode_node,
+    encode_index,
+    encode_leaf,
+    encoded_level,
+)
 from lakeproxy.graveler.refs import Partitions
 from lakeproxy.metastore.base import MetadataStore
+from lakeproxy.metastore.memory import MemoryMetadataStore
 from lakeproxy.metastore.sqlite import SqliteMetadataStore
 from lakeproxy.metastore.sqlite_writer import HELPER_NICENESS
 
@@ -324,3 +335,36 @@ async def test_a_helper_merges_as_the_serving_process_does(
     await helped.merge("helped", "feature", "main", strategy=MergeStrategy.SOURCE_WINS)
     assert helped.workers.answered == 8
     assert (await helped.get_entry("helped", "main", "data/000009")).address == "addr/small9"
+
+
+async def test_a_helper_sends_back_every_index_range_and_the_last_ranges(tmp_path: Path) -> None:
+    # A tree of 20,000 entries built with a 40 KB budget for what is sent back: every index
+    # range goes back, and the most recent ranges fill what the budget leaves.
+    trees = commit_worker._KeepingTrees(MemoryMetadataStore(), "nodes", NodeCache(), 40_000)
+    items = _items(20_000)
+    root, writer = await apply_changes(
+        trees, EMPTY_ROOT,
+        ChangeStream.from_lists([k.encode() for k, _ in items], [e.encode() for _, e in items]),
+    )
+    await trees.write(writer.take_pending())
+    written = {k: v async for k, v in trees.store.scan("nodes")}
+    index = [nid for nid, raw in written.items() if encoded_level(raw) > 0]
+    assert root.level >= 2 and len(index) > 10
+    kept = dict(trees.kept)
+    assert set(index) <= set(kept)
+    kept_ranges = [raw for nid, raw in kept.items() if nid not in index]
+    assert kept_ranges and sum(map(len, kept.values())) <= 40_000
+    # The tree's last range is among them: the most recent are kept.
+    last_range = max(
+        (raw for raw in written.values() if encoded_level(raw) == 0),
+        key=lambda raw: decode_node(raw).keys[-1],
+    )
+    assert last_range in kept_ranges
+
+
+def test_the_level_of_an_encoded_node_is_read_without_decoding_it() -> None:
+    leaf = encode_leaf([b"a", b"b"], [b"1", b"2"])
+    ref = NodeRef(b"\0" * 16, b"a", b"b", 2, len(leaf), 0)
+    assert encoded_level(leaf) == 0
+    assert encoded_level(encode_index(1, [ref])) == 1
+    assert encoded_level(encode_index(300, [ref])) == 300  # not a one-byte int: decoded

@@ -332,10 +332,10 @@ class _KeepingTrees(TreeStore):
     """A TreeStore that also keeps what it writes to send back: every index range, and the
     last of the ranges (level 0) that fit in what is left of `budget` bytes.
 
-    Index ranges are a small part of a tree (about 2% of a million entries' 109 MB), and
-    every later lookup, commit and diff of the new tree walks through them: a server that
-    has them all reads only the ranges a small commit rewrites, in one round trip, rather
-    than a round trip per level of the tree first.
+    Index ranges are a small part of a tree (a million entries: 998 of them, 0.8 MB of
+    109 MB), and every later lookup, commit and diff of the new tree walks through them: a
+    server that has them all reads only the ranges a small commit rewrites, in one round
+    trip, rather than a round trip per level of the tree first.
     """
 
     def __init__(

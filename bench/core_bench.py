@@ -51,7 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,8 @@ class StallMeter:
         self._process_cpu = 0.0
         self._helpers_cpu: dict[int, float] = {}
         self.cpu_seconds = 0.0
+        self.seconds = 0.0  # how long the operation took
+        self._started = 0.0
         self.max_gc = 0.0
         self.max_gc_generation = -1  # the generation the longest collection collected
         self._gc_started = 0.0
@@ -156,10 +158,11 @@ class StallMeter:
         if self.ticking:
             gc.callbacks.append(self._on_gc)
             self._task = asyncio.create_task(self._tick())
-        self._last = time.perf_counter()
+        self._last = self._started = time.perf_counter()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._started
         if self.ticking:
             # The time since the last tick is a stall too: an operation that never lets the
             # loop run would otherwise show none at all.
@@ -219,10 +222,8 @@ class Bench:
                 [(key_of(i), entry_of(i)) for i in range(start, min(n, start + 100_000))],
             )
         ticker = StallMeter(self.helper_pids)
-        t0 = time.perf_counter()
         async with ticker:
             await self.g.commit(repo, "main", f"{n} objects")
-        seconds = time.perf_counter() - t0
         stats = self.g.last_commit_stats
         # The build's staged rows are deleted in the background once it committed: let that
         # finish, so the measurements below see the tree and not a million-row delete.
@@ -232,7 +233,7 @@ class Bench:
         root = await self.g.root_of(await self.g.get_repository(repo),
                                     (await self.g.get_commit(repo, "main")).id)
         self.manifest_bytes = root.nbytes
-        self.emit({"op": "commit", "objects": 0, "changes": n, "seconds": seconds,
+        self.emit({"op": "commit", "objects": 0, "changes": n, "seconds": ticker.seconds,
                    "bytes_written": stats.bytes_written, "manifest_bytes": root.nbytes}
                   | stall_fields([ticker]) | {"cleanup_seconds": round(cleanup, 3)})
 
@@ -246,12 +247,18 @@ class Bench:
         machine's noise, so it gets more samples for a median that holds."""
         return max(self.repeat, 25 if k <= 10 else 9 if k <= 1000 else 0)
 
+    @contextlib.asynccontextmanager
+    async def metered(self, meters: list[StallMeter], watched: bool) -> AsyncIterator[None]:
+        """Time what runs inside, watched by the ticker or not, and add its meter to
+        `meters`."""
+        meter = StallMeter(self.helper_pids, ticking=watched)
+        async with meter:
+            yield
+        meters.append(meter)
+
     async def measure(self, repo: str, n: int, k: int) -> None:
         """Every operation runs 2 * `samples(k)` times: in turn timed, and watched by the
         ticker for stalls (which would slow what it times)."""
-        seconds: dict[str, tuple[list[float], list[float]]] = {
-            op: ([], []) for op in ("commit", "diff", "merge")
-        }  # the operation's times (unwatched, watched)
         commit_b, merge_b = [], []
         meters: dict[str, list[StallMeter]] = {"commit": [], "diff": [], "merge": []}
         for r in range(2 * self.samples(k)):
@@ -263,18 +270,12 @@ class Bench:
             # Each operation is timed alone, not with the cleanup the previous one left
             # running in the background (the deletion of a commit's staged rows).
             await self.g.settle()
-            ticker = StallMeter(self.helper_pids, ticking=watched)
-            async with ticker:
-                t0 = time.perf_counter()
+            async with self.metered(meters["commit"], watched):
                 await self.g.commit(repo, branch, f"{k} changes")
-                seconds["commit"][watched].append(time.perf_counter() - t0)
-            meters["commit"].append(ticker)
             commit_b.append(self.g.last_commit_stats.bytes_written)
 
             await self.g.settle()
-            ticker = StallMeter(self.helper_pids, ticking=watched)
-            async with ticker:
-                t0 = time.perf_counter()
+            async with self.metered(meters["diff"], watched):
                 after, total = "", 0
                 while True:
                     page, more = await self.g.diff(
@@ -284,8 +285,6 @@ class Bench:
                     if not more:
                         break
                     after = page[-1].key
-                seconds["diff"][watched].append(time.perf_counter() - t0)
-            meters["diff"].append(ticker)
             assert total == k, (total, k)
 
             # A true three-way merge: the destination moved too (K changes of its own, some
@@ -296,20 +295,16 @@ class Bench:
             await self.stage_changes(repo, target, n, k, version=1000 + version)
             await self.g.commit(repo, target, f"{k} other changes")
             await self.g.settle()
-            ticker = StallMeter(self.helper_pids, ticking=watched)
-            async with ticker:
-                t0 = time.perf_counter()
+            async with self.metered(meters["merge"], watched):
                 await self.g.merge(repo, branch, target, strategy=MergeStrategy.SOURCE_WINS)
-                seconds["merge"][watched].append(time.perf_counter() - t0)
-            meters["merge"].append(ticker)
             merge_b.append(self.g.last_commit_stats.bytes_written)
         for op, written in (("commit", commit_b), ("diff", None), ("merge", merge_b)):
-            timed, watched_times = seconds[op]
             self.emit({
-                "op": op, "objects": n, "changes": k, "seconds": statistics.median(timed),
+                "op": op, "objects": n, "changes": k,
+                "seconds": statistics.median(m.seconds for m in meters[op] if not m.ticking),
                 "bytes_written": int(statistics.median(written)) if written else 0,
                 "manifest_bytes": self.manifest_bytes,
-                "watched_seconds": statistics.median(watched_times),
+                "watched_seconds": statistics.median(m.seconds for m in meters[op] if m.ticking),
             } | stall_fields(meters[op]))
 
     async def branch_creation(self, repo: str, n: int) -> None:

@@ -959,7 +959,7 @@ async def _helped(
     try:
         done = await work
     except WorkerLost as exc:
-        log.warning("building the commit in this process: %s", exc)
+        log.warning("building it in this process instead: %s", exc)
         return None
     trees.cache.remember_root(done.root)
     for n, frame in enumerate(done.ranges, 1):
